@@ -1,0 +1,59 @@
+// Password hashing with argon2id (OWASP: m=19 MiB, t=2, p=1) through @node-rs/argon2, which hashes on
+// the libuv thread pool. A limiter bounds how many hashes run at once, so a login storm queues instead
+// of taking every core and 19 MiB per attempt; the event loop keeps serving other requests.
+import { Algorithm, hash, verify } from '@node-rs/argon2'
+import pLimit, { type LimitFunction } from 'p-limit'
+
+const ARGON2ID = { algorithm: Algorithm.Argon2id, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const
+
+export const PASSWORD_MIN_LENGTH = 8
+export const PASSWORD_MAX_LENGTH = 1024
+
+export class PasswordHasher {
+  private readonly limit: LimitFunction
+  private dummyHash: Promise<string> | undefined
+
+  constructor (readonly concurrency: number) {
+    this.limit = pLimit(concurrency)
+  }
+
+  /** Passwords are hashed exactly as received: no trimming, no normalization, no truncation. */
+  async hash (password: string): Promise<string> {
+    return this.limit(() => hash(password, ARGON2ID))
+  }
+
+  async verify (passwordHash: string, password: string): Promise<boolean> {
+    return this.limit(async () => {
+      try {
+        return await verify(passwordHash, password)
+      } catch {
+        return false
+      }
+    })
+  }
+
+  /**
+   * For an unknown or disabled user: the same work as a real check, against a hash of nothing anyone
+   * knows, so the answer takes as long as a wrong password.
+   */
+  async verifyAgainstDummy (password: string): Promise<false> {
+    this.dummyHash ??= hash('dummy password that is never accepted', ARGON2ID)
+    await this.verify(await this.dummyHash, password)
+    return false
+  }
+
+  /** Hashing work waiting or running; for readiness and benchmarks. */
+  get pending (): number {
+    return this.limit.activeCount + this.limit.pendingCount
+  }
+}
+
+/** Returns what is wrong with a new password, or null. Length is counted in characters (code points). */
+export function passwordWeakness (password: string, username: string): string | null {
+  const length = [...password].length
+  if (length < PASSWORD_MIN_LENGTH) return `must be at least ${PASSWORD_MIN_LENGTH} characters`
+  if (length > PASSWORD_MAX_LENGTH) return `must be at most ${PASSWORD_MAX_LENGTH} characters`
+  if (new Set(password).size < 3) return 'must not repeat one or two characters'
+  if (password.normalize('NFKC').toLowerCase() === username.normalize('NFKC').toLowerCase()) return 'must differ from the username'
+  return null
+}

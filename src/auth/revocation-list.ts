@@ -1,0 +1,104 @@
+// The in-memory view of revocations that every protected request consults, so that checking an access
+// token costs no database round trip.
+//
+// Source of truth: the RevocationEvent table, written in the same transaction as the revocation
+// itself (a session ended, a user's token version raised). This instance applies its own events the
+// moment they commit (exact here), and polls the table for other instances' events every
+// REVOCATION_POLL_INTERVAL_MS (or at once when told to, e.g. by a Redis message). At start it loads
+// every event whose access tokens may still be alive, so a restart forgets nothing.
+//
+// Memory stays bounded: an event is dropped once every access token it concerns has expired
+// (relevantUntil), since a revoked session or an old token version can mint no new tokens.
+import type { Db } from '../db/client.js'
+import type { Clock, RevocationView } from './token-rules.js'
+
+export interface RevocationEventRecord {
+  seq: number
+  kind: string
+  subject: string
+  tokenVersion: number | null
+  createdAt: Date
+  relevantUntil: Date
+}
+
+/**
+ * Events are numbered by the database, but on PostgreSQL a lower number can commit after a higher one.
+ * The poll cursor therefore only moves past events older than this, and younger ones are read again
+ * (applying an event twice is harmless).
+ */
+const COMMIT_LAG_MS = 10_000
+
+export class RevocationList implements RevocationView {
+  /** session id → when the entry can be forgotten (ms) */
+  private readonly revokedSessions = new Map<string, number>()
+  /** user id → lowest token version still accepted, and when the entry can be forgotten */
+  private readonly minimumVersions = new Map<string, { version: number, until: number }>()
+  private cursor = 0
+  private polling: Promise<void> | undefined
+
+  constructor (private readonly db: Db, private readonly clock: Clock) {}
+
+  isSessionRevoked (sessionId: string): boolean {
+    return this.revokedSessions.has(sessionId)
+  }
+
+  minimumTokenVersion (userId: string): number {
+    return this.minimumVersions.get(userId)?.version ?? 0
+  }
+
+  get size (): { sessions: number, users: number } {
+    return { sessions: this.revokedSessions.size, users: this.minimumVersions.size }
+  }
+
+  apply (event: RevocationEventRecord): void {
+    const until = event.relevantUntil.getTime()
+    if (until <= this.clock()) return
+    if (event.kind === 'session') {
+      this.revokedSessions.set(event.subject, Math.max(until, this.revokedSessions.get(event.subject) ?? 0))
+    } else if (event.kind === 'user' && event.tokenVersion !== null) {
+      const known = this.minimumVersions.get(event.subject)
+      if (known === undefined || known.version < event.tokenVersion) {
+        this.minimumVersions.set(event.subject, { version: event.tokenVersion, until })
+      } else if (known.version === event.tokenVersion && known.until < until) {
+        known.until = until
+      }
+    }
+  }
+
+  /** Loads every event still relevant; called once at start. */
+  async load (): Promise<void> {
+    const events = await this.db.revocationEvent.findMany({
+      where: { relevantUntil: { gt: new Date(this.clock()) } },
+      orderBy: { seq: 'asc' }
+    })
+    this.absorb(events)
+  }
+
+  /** Reads events committed since the last poll. Concurrent calls share one query. */
+  async poll (): Promise<void> {
+    this.polling ??= (async () => {
+      try {
+        const events = await this.db.revocationEvent.findMany({ where: { seq: { gt: this.cursor } }, orderBy: { seq: 'asc' } })
+        this.absorb(events)
+      } finally {
+        this.polling = undefined
+      }
+    })()
+    return this.polling
+  }
+
+  private absorb (events: RevocationEventRecord[]): void {
+    const settled = this.clock() - COMMIT_LAG_MS
+    for (const event of events) {
+      this.apply(event)
+      if (event.createdAt.getTime() < settled && event.seq > this.cursor) this.cursor = event.seq
+    }
+  }
+
+  /** Forgets entries whose access tokens have all expired. */
+  prune (): void {
+    const now = this.clock()
+    for (const [sessionId, until] of this.revokedSessions) if (until <= now) this.revokedSessions.delete(sessionId)
+    for (const [userId, entry] of this.minimumVersions) if (entry.until <= now) this.minimumVersions.delete(userId)
+  }
+}

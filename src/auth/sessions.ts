@@ -1,0 +1,296 @@
+// Sessions and their refresh tokens: login starts a session, refresh rotates its token, logout and
+// reuse end it, logout-everywhere and password change raise the user's token version.
+// The decisions come from token-rules.ts; this file carries them out against the database, each
+// change in one transaction, and feeds every revocation into the in-memory RevocationList.
+import { randomUUID } from 'node:crypto'
+import type { Db, DbTransaction } from '../db/client.js'
+import { RefreshInvalid, RefreshReused } from '../errors.js'
+import type { RevocationEventRecord, RevocationList } from './revocation-list.js'
+import type { SuccessorSeal } from './successor-seal.js'
+import {
+  type AccessTokenClaims, type Clock, type Lifetimes, generateRefreshToken, hashRefreshToken, judgeRefreshToken,
+  refreshTokenExpiry, revocationRelevantUntil, sessionExpiry
+} from './token-rules.js'
+
+export type ClientKind = 'mobile' | 'web'
+export type AccessTokenSigner = (claims: AccessTokenClaims) => string
+export interface SessionContext { client: ClientKind, userAgent?: string | undefined, ip?: string | undefined }
+export interface AccountView { id: string, username: string }
+
+/** What a login, refresh or password change hands back; routes turn it into a token response. */
+export interface IssuedTokens {
+  accessToken: string
+  /** seconds */
+  expiresIn: number
+  refreshToken: string
+  /** seconds until the refresh token expires (idle or absolute, whichever is sooner) */
+  refreshExpiresIn: number
+  sessionId: string
+  client: ClientKind
+  user: AccountView
+}
+
+export type RevocationReason = 'logout' | 'deleted' | 'reuse' | 'password-change' | 'logout-all'
+
+export interface SessionListEntry {
+  id: string
+  createdAt: Date
+  lastUsedAt: Date
+  userAgent: string | null
+  ip: string | null
+  current: boolean
+}
+
+/** The optimistic rotation lost to a concurrent one: read the token again and judge anew. */
+class RotationConflict extends Error {}
+const MAX_ROTATION_ATTEMPTS = 3
+
+export interface SessionServiceDeps {
+  db: Db
+  clock: Clock
+  lifetimes: Lifetimes
+  seal: SuccessorSeal
+  revocations: RevocationList
+  signAccessToken: AccessTokenSigner
+}
+
+export class SessionService {
+  private readonly db: Db
+  private readonly clock: Clock
+  private readonly lifetimes: Lifetimes
+
+  constructor (private readonly deps: SessionServiceDeps) {
+    this.db = deps.db
+    this.clock = deps.clock
+    this.lifetimes = deps.lifetimes
+  }
+
+  /** Starts a session (a new token family). Pass `tx` to make it part of a larger transaction. */
+  async startSession (user: AccountView & { tokenVersion: number }, context: SessionContext, tx: DbTransaction = this.db): Promise<IssuedTokens> {
+    const now = this.clock()
+    const sessionId = randomUUID()
+    const expiresAt = sessionExpiry(now, this.lifetimes)
+    const refreshToken = generateRefreshToken()
+    const refreshExpiresAt = refreshTokenExpiry(now, expiresAt, this.lifetimes)
+    await tx.session.create({
+      data: {
+        id: sessionId,
+        userId: user.id,
+        client: context.client,
+        userAgent: context.userAgent ?? null,
+        ip: context.ip ?? null,
+        createdAt: new Date(now),
+        lastUsedAt: new Date(now),
+        expiresAt: new Date(expiresAt),
+        refreshTokens: {
+          create: { id: randomUUID(), tokenHash: hashRefreshToken(refreshToken), createdAt: new Date(now), expiresAt: new Date(refreshExpiresAt) }
+        }
+      }
+    })
+    return this.issue(user, sessionId, context.client, refreshToken, refreshExpiresAt, now)
+  }
+
+  /**
+   * Exchanges a refresh token for a new pair. Throws RefreshInvalid (unknown, expired, ended session)
+   * or RefreshReused (a retired token: the session is revoked).
+   */
+  async refresh (presentedToken: string, attempt = 1): Promise<IssuedTokens> {
+    const now = this.clock()
+    const token = await this.db.refreshToken.findUnique({
+      where: { tokenHash: hashRefreshToken(presentedToken) },
+      include: { session: { include: { user: { select: { id: true, username: true, tokenVersion: true, disabled: true } } } } }
+    })
+    if (token === null || token.session.user.disabled) throw new RefreshInvalid()
+    const { session } = token
+    const successor = token.retiredAt !== null && token.successorId !== null
+      ? await this.db.refreshToken.findUnique({ where: { id: token.successorId }, select: { retiredAt: true, expiresAt: true } })
+      : null
+    const verdict = judgeRefreshToken(
+      { retiredAt: token.retiredAt?.getTime() ?? null, retiredReason: token.retiredReason, expiresAt: token.expiresAt.getTime(), hasSealedSuccessor: token.successorSealed !== null },
+      { revokedAt: session.revokedAt?.getTime() ?? null, expiresAt: session.expiresAt.getTime() },
+      successor === null ? null : { retiredAt: successor.retiredAt?.getTime() ?? null, expiresAt: successor.expiresAt.getTime() },
+      now,
+      this.lifetimes
+    )
+    const client = session.client as ClientKind
+    switch (verdict.action) {
+      case 'rotate': {
+        const successorToken = generateRefreshToken()
+        const successorExpiresAt = refreshTokenExpiry(now, session.expiresAt.getTime(), this.lifetimes)
+        try {
+          await this.rotate(token.id, session.id, successorToken, successorExpiresAt, now)
+        } catch (error) {
+          if (error instanceof RotationConflict && attempt < MAX_ROTATION_ATTEMPTS) return this.refresh(presentedToken, attempt + 1)
+          if (error instanceof RotationConflict) throw new RefreshInvalid()
+          throw error
+        }
+        return this.issue(session.user, session.id, client, successorToken, successorExpiresAt, now)
+      }
+      case 'replay': {
+        const successorToken = this.deps.seal.open(token.successorSealed ?? '', token.id)
+        if (successorToken === null || successor === null) throw new RefreshInvalid()
+        return this.issue(session.user, session.id, client, successorToken, successor.expiresAt.getTime(), now)
+      }
+      case 'revoke-session':
+        await this.revokeSession(session.id, 'reuse')
+        throw new RefreshReused()
+      case 'refuse':
+        throw new RefreshInvalid()
+    }
+  }
+
+  /**
+   * Retires the presented token and stores its successor. Both conditional updates are the guard
+   * against a concurrent refresh of the same token or a concurrent revocation of the session:
+   * whichever commits second finds nothing to update and rolls back.
+   */
+  private async rotate (tokenId: string, sessionId: string, successorToken: string, successorExpiresAt: number, now: number): Promise<void> {
+    const successorId = randomUUID()
+    const keepForGrace = this.lifetimes.reuseGrace > 0
+    await this.db.$transaction(async (tx) => {
+      const retired = await tx.refreshToken.updateMany({
+        where: { id: tokenId, retiredAt: null },
+        data: {
+          retiredAt: new Date(now),
+          retiredReason: 'rotated',
+          successorId,
+          successorSealed: keepForGrace ? this.deps.seal.seal(successorToken, tokenId) : null,
+          sealExpiresAt: keepForGrace ? new Date(now + this.lifetimes.reuseGrace * 1000) : null
+        }
+      })
+      if (retired.count !== 1) throw new RotationConflict()
+      const touched = await tx.session.updateMany({ where: { id: sessionId, revokedAt: null }, data: { lastUsedAt: new Date(now) } })
+      if (touched.count !== 1) throw new RotationConflict()
+      await tx.refreshToken.create({
+        data: { id: successorId, sessionId, tokenHash: hashRefreshToken(successorToken), parentId: tokenId, createdAt: new Date(now), expiresAt: new Date(successorExpiresAt) }
+      })
+    })
+  }
+
+  /** The live session a refresh token belongs to (any token of the family), for logout. */
+  async findLiveSession (presentedToken: string): Promise<{ id: string, userId: string } | null> {
+    const token = await this.db.refreshToken.findUnique({
+      where: { tokenHash: hashRefreshToken(presentedToken) },
+      select: { session: { select: { id: true, userId: true, revokedAt: true, expiresAt: true } } }
+    })
+    if (token === null) return null
+    const { session } = token
+    if (session.revokedAt !== null || session.expiresAt.getTime() <= this.clock()) return null
+    return { id: session.id, userId: session.userId }
+  }
+
+  /**
+   * Ends one session: its refresh tokens stop working and every access token carrying its id is refused.
+   * With `userId`, only that user's session is touched. Returns false when there was no such live session.
+   */
+  async revokeSession (sessionId: string, reason: RevocationReason, userId?: string): Promise<boolean> {
+    const now = this.clock()
+    const event = await this.db.$transaction(async (tx) => {
+      const ended = await tx.session.updateMany({
+        where: { id: sessionId, revokedAt: null, expiresAt: { gt: new Date(now) }, ...(userId === undefined ? {} : { userId }) },
+        data: { revokedAt: new Date(now), revokedReason: reason }
+      })
+      if (ended.count === 0) return null
+      await tx.refreshToken.updateMany({ where: { sessionId, sealExpiresAt: { not: null } }, data: { successorSealed: null, sealExpiresAt: null } })
+      return this.recordRevocation(tx, { kind: 'session', subject: sessionId, tokenVersion: null }, now)
+    })
+    if (event === null) return false
+    this.applyRevocation(event)
+    return true
+  }
+
+  /**
+   * Ends every session of the user and raises the token version, inside the caller's transaction.
+   * The caller applies the returned event once the transaction has committed.
+   */
+  async endAllSessions (tx: DbTransaction, userId: string, reason: RevocationReason, now: number): Promise<{ tokenVersion: number, event: RevocationEventRecord }> {
+    const user = await tx.user.update({
+      where: { id: userId },
+      data: { tokenVersion: { increment: 1 }, updatedAt: new Date(now) },
+      select: { tokenVersion: true }
+    })
+    await tx.session.updateMany({ where: { userId, revokedAt: null }, data: { revokedAt: new Date(now), revokedReason: reason } })
+    await tx.refreshToken.updateMany({ where: { session: { userId }, sealExpiresAt: { not: null } }, data: { successorSealed: null, sealExpiresAt: null } })
+    const event = await this.recordRevocation(tx, { kind: 'user', subject: userId, tokenVersion: user.tokenVersion }, now)
+    return { tokenVersion: user.tokenVersion, event }
+  }
+
+  /** Logout everywhere: every session and every access token of the user ends. */
+  async logoutEverywhere (userId: string): Promise<void> {
+    const now = this.clock()
+    const { event } = await this.db.$transaction(async (tx) => this.endAllSessions(tx, userId, 'logout-all', now))
+    this.applyRevocation(event)
+  }
+
+  /** Makes a committed revocation effective on this instance at once (others learn it by polling). */
+  applyRevocation (event: RevocationEventRecord): void {
+    this.deps.revocations.apply(event)
+  }
+
+  /** How the session's tokens travel (cookie for web, body for mobile). */
+  async clientOf (sessionId: string): Promise<ClientKind> {
+    const session = await this.db.session.findUnique({ where: { id: sessionId }, select: { client: true } })
+    return session?.client === 'web' ? 'web' : 'mobile'
+  }
+
+  async listSessions (userId: string, currentSessionId: string): Promise<SessionListEntry[]> {
+    const now = this.clock()
+    const sessions = await this.db.session.findMany({
+      where: {
+        userId,
+        revokedAt: null,
+        expiresAt: { gt: new Date(now) },
+        // A session idle past the refresh lifetime can no longer be renewed.
+        lastUsedAt: { gt: new Date(now - this.lifetimes.refreshIdle * 1000) }
+      },
+      orderBy: { createdAt: 'desc' },
+      select: { id: true, createdAt: true, lastUsedAt: true, userAgent: true, ip: true }
+    })
+    return sessions.map((session) => ({ ...session, current: session.id === currentSessionId }))
+  }
+
+  /** Erases sealed successors whose grace window has passed: they are kept for nothing else. */
+  async eraseExpiredSeals (): Promise<number> {
+    const erased = await this.db.refreshToken.updateMany({
+      where: { sealExpiresAt: { lte: new Date(this.clock()) } },
+      data: { successorSealed: null, sealExpiresAt: null }
+    })
+    return erased.count
+  }
+
+  /** Erases expired seals and deletes the rows that no token check can need any more. */
+  async prune (): Promise<{ sealsErased: number, tokensDeleted: number, sessionsDeleted: number, eventsDeleted: number }> {
+    const now = this.clock()
+    const sealsErased = await this.eraseExpiredSeals()
+    // A session past its absolute end (or revoked for longer than an access token lives) is gone for good.
+    const forgetRevokedBefore = new Date(now - (this.lifetimes.accessToken + 60) * 1000)
+    const sessions = await this.db.session.deleteMany({
+      where: { OR: [{ expiresAt: { lte: new Date(now) } }, { revokedAt: { lte: forgetRevokedBefore } }] }
+    })
+    // Expired tokens of live sessions are kept while the session lives: presenting one is still reuse
+    // evidence. Retired tokens older than the idle lifetime cannot be replayed into anything useful.
+    const tokens = await this.db.refreshToken.deleteMany({
+      where: { retiredAt: { lte: new Date(now - this.lifetimes.refreshIdle * 1000) } }
+    })
+    const events = await this.db.revocationEvent.deleteMany({ where: { relevantUntil: { lte: new Date(now) } } })
+    return { sealsErased, tokensDeleted: tokens.count, sessionsDeleted: sessions.count, eventsDeleted: events.count }
+  }
+
+  private async recordRevocation (tx: DbTransaction, event: { kind: 'session' | 'user', subject: string, tokenVersion: number | null }, now: number): Promise<RevocationEventRecord> {
+    return tx.revocationEvent.create({
+      data: { ...event, createdAt: new Date(now), relevantUntil: new Date(revocationRelevantUntil(now, this.lifetimes)) }
+    })
+  }
+
+  private issue (user: AccountView & { tokenVersion: number }, sessionId: string, client: ClientKind, refreshToken: string, refreshExpiresAt: number, now: number): IssuedTokens {
+    return {
+      accessToken: this.deps.signAccessToken({ sub: user.id, sid: sessionId, ver: user.tokenVersion, preferred_username: user.username }),
+      expiresIn: this.lifetimes.accessToken,
+      refreshToken,
+      refreshExpiresIn: Math.max(0, Math.floor((refreshExpiresAt - now) / 1000)),
+      sessionId,
+      client,
+      user: { id: user.id, username: user.username }
+    }
+  }
+}

@@ -1,0 +1,209 @@
+// The one place that reads process.env. Every variable is declared, defaulted and validated here;
+// the rest of the app receives a typed Config. A bad value throws ConfigError naming the variable.
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import Type, { type Static } from 'typebox'
+import Value from 'typebox/value'
+
+const Seconds = (defaultValue: number) => Type.Integer({ minimum: 1, maximum: 10 * 365 * 24 * 3600, default: defaultValue })
+
+const EnvSchema = Type.Object({
+  NODE_ENV: Type.String({ default: 'development' }),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
+  DATABASE_URL: Type.String({ minLength: 1, default: 'file:./data/auth.db' }),
+  JWT_SECRET: Type.Optional(Type.String()),
+  JWT_PRIVATE_KEY: Type.Optional(Type.String()),
+  JWT_ISSUER: Type.String({ minLength: 1, default: 'auth-server' }),
+  JWT_AUDIENCE: Type.String({ minLength: 1, default: 'auth-server-api' }),
+  ACCESS_TOKEN_TTL: Seconds(900),
+  REFRESH_IDLE_TTL: Seconds(1_209_600),
+  REFRESH_ABSOLUTE_TTL: Seconds(2_592_000),
+  REFRESH_REUSE_GRACE: Type.Integer({ minimum: 0, maximum: 300, default: 10 }),
+  ALLOWED_ORIGINS: Type.String({ default: '' }),
+  COOKIE_SECURE: Type.Boolean({ default: true }),
+  ACCESS_TOKEN_QUERY_PARAM: Type.Boolean({ default: false }),
+  ALLOW_REGISTRATION: Type.Boolean({ default: true }),
+  LOGIN_MAX_FAILURES: Type.Integer({ minimum: 1, maximum: 1000, default: 5 }),
+  LOGIN_LOCK_WINDOW: Seconds(900),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 100 }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  TRUST_PROXY: Type.Boolean({ default: false }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    { default: 'info' }
+  ),
+  PASSWORD_HASH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: Math.max(1, availableParallelism() - 1) }),
+  REVOCATION_POLL_INTERVAL_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 })
+})
+type Env = Static<typeof EnvSchema>
+
+export class ConfigError extends Error {
+  constructor (readonly variable: string, problem: string) {
+    super(`Invalid configuration: ${variable} ${problem}`)
+    this.name = 'ConfigError'
+  }
+}
+
+export type DatabaseConfig =
+  | { provider: 'sqlite', url: string, file: string }
+  | { provider: 'postgresql', url: string, schema: string }
+
+export interface Config {
+  env: string
+  host: string
+  port: number
+  logLevel: string
+  trustProxy: boolean
+  dataDir: string
+  database: DatabaseConfig
+  redisUrl: string | undefined
+  jwt: {
+    /** HS256 key (its UTF-8 bytes); also the root from which the grace-window cipher key is derived. */
+    secret: string
+    privateKeyPem: string | undefined
+    issuer: string
+    audience: string
+  }
+  /** All lifetimes in seconds. */
+  ttl: { accessToken: number, refreshIdle: number, refreshAbsolute: number, reuseGrace: number }
+  allowedOrigins: string[]
+  cookieSecure: boolean
+  accessTokenQueryParam: boolean
+  allowRegistration: boolean
+  login: { maxFailures: number, lockWindow: number }
+  rateLimitMax: number
+  passwordHashConcurrency: number
+  revocationPollIntervalMs: number
+  /** Messages for the log once the logger exists (e.g. a generated secret). */
+  warnings: string[]
+}
+
+const BOOLEAN_WORDS: Record<string, boolean> = { true: true, false: false, 1: true, 0: false, yes: true, no: false }
+
+/** Turns raw strings into the schema's types, refusing what is not exactly one of them. */
+function coerce (name: string, raw: string): unknown {
+  const property = (EnvSchema.properties as Record<string, { type?: string }>)[name]
+  const type = property?.type
+  if (type === 'integer') {
+    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number (got "${raw}")`)
+    return Number(raw.trim())
+  }
+  if (type === 'boolean') {
+    const value = BOOLEAN_WORDS[raw.trim().toLowerCase()]
+    if (value === undefined) throw new ConfigError(name, `must be true or false (got "${raw}")`)
+    return value
+  }
+  return raw
+}
+
+function parseDatabaseUrl (url: string, cwd: string): DatabaseConfig {
+  if (url.startsWith('file:')) {
+    const path = url.slice('file:'.length).split('?')[0] ?? ''
+    if (path === '' || path === ':memory:') throw new ConfigError('DATABASE_URL', 'must name a SQLite file (file:./data/auth.db)')
+    return { provider: 'sqlite', url, file: resolve(cwd, path) }
+  }
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    let parsed: URL
+    try {
+      parsed = new URL(url)
+    } catch {
+      throw new ConfigError('DATABASE_URL', 'is not a valid postgresql:// URL')
+    }
+    const schema = parsed.searchParams.get('schema') ?? 'public'
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) throw new ConfigError('DATABASE_URL', `has an invalid schema name "${schema}"`)
+    return { provider: 'postgresql', url, schema }
+  }
+  throw new ConfigError('DATABASE_URL', 'must start with file: (SQLite) or postgresql:// (PostgreSQL)')
+}
+
+function parseOrigins (list: string): string[] {
+  return list.split(',').map((origin) => origin.trim()).filter(Boolean).map((origin) => {
+    let url: URL
+    try {
+      url = new URL(origin)
+    } catch {
+      throw new ConfigError('ALLOWED_ORIGINS', `has an entry that is not an origin: "${origin}"`)
+    }
+    if (url.origin !== origin.replace(/\/$/, '') || !/^https?:$/.test(url.protocol)) {
+      throw new ConfigError('ALLOWED_ORIGINS', `entries must be bare origins like https://app.example.com (got "${origin}")`)
+    }
+    return url.origin
+  })
+}
+
+/**
+ * The HS256 secret: as configured; outside production, generated once into the data folder so
+ * tokens survive a restart; in production its absence is an error.
+ */
+function resolveSecret (env: Env, dataDir: string, warnings: string[]): string {
+  if (env.JWT_SECRET !== undefined) {
+    if (Buffer.byteLength(env.JWT_SECRET) < 32) throw new ConfigError('JWT_SECRET', 'must be at least 32 bytes long')
+    if (new Set(env.JWT_SECRET).size < 8) throw new ConfigError('JWT_SECRET', 'is too weak (too few distinct characters)')
+    return env.JWT_SECRET
+  }
+  if (env.NODE_ENV === 'production') {
+    throw new ConfigError('JWT_SECRET', 'is required when NODE_ENV=production (at least 32 random bytes, e.g. `openssl rand -base64 48`)')
+  }
+  const file = join(dataDir, 'jwt-secret')
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim()
+  mkdirSync(dataDir, { recursive: true })
+  const secret = randomBytes(48).toString('base64url')
+  writeFileSync(file, secret + '\n', { mode: 0o600 })
+  warnings.push(`JWT_SECRET is not set: generated one into ${file}. Set JWT_SECRET explicitly for anything but development.`)
+  return secret
+}
+
+export function loadConfig (source: Record<string, string | undefined> = process.env, cwd = process.cwd()): Config {
+  const raw: Record<string, unknown> = {}
+  for (const name of Object.keys(EnvSchema.properties)) {
+    const value = source[name]
+    if (value !== undefined && value !== '') raw[name] = coerce(name, value)
+  }
+  const env = Value.Default(EnvSchema, raw) as Env
+  const firstError = [...Value.Errors(EnvSchema, env)][0]
+  if (firstError !== undefined) {
+    const name = firstError.instancePath.replace(/^\//, '') || 'environment'
+    throw new ConfigError(name, firstError.message)
+  }
+  const database = parseDatabaseUrl(env.DATABASE_URL, cwd)
+  const dataDir = database.provider === 'sqlite' ? dirname(database.file) : resolve(cwd, 'data')
+  const warnings: string[] = []
+  if (env.REFRESH_IDLE_TTL > env.REFRESH_ABSOLUTE_TTL) {
+    throw new ConfigError('REFRESH_IDLE_TTL', 'must not be longer than REFRESH_ABSOLUTE_TTL')
+  }
+  const allowedOrigins = parseOrigins(env.ALLOWED_ORIGINS)
+  return {
+    env: env.NODE_ENV,
+    host: env.HOST,
+    port: env.PORT,
+    logLevel: env.LOG_LEVEL,
+    trustProxy: env.TRUST_PROXY,
+    dataDir,
+    database,
+    redisUrl: env.REDIS_URL,
+    jwt: {
+      secret: resolveSecret(env, dataDir, warnings),
+      privateKeyPem: env.JWT_PRIVATE_KEY,
+      issuer: env.JWT_ISSUER,
+      audience: env.JWT_AUDIENCE
+    },
+    ttl: {
+      accessToken: env.ACCESS_TOKEN_TTL,
+      refreshIdle: env.REFRESH_IDLE_TTL,
+      refreshAbsolute: env.REFRESH_ABSOLUTE_TTL,
+      reuseGrace: env.REFRESH_REUSE_GRACE
+    },
+    allowedOrigins,
+    cookieSecure: env.COOKIE_SECURE,
+    accessTokenQueryParam: env.ACCESS_TOKEN_QUERY_PARAM,
+    allowRegistration: env.ALLOW_REGISTRATION,
+    login: { maxFailures: env.LOGIN_MAX_FAILURES, lockWindow: env.LOGIN_LOCK_WINDOW },
+    rateLimitMax: env.RATE_LIMIT_MAX,
+    passwordHashConcurrency: env.PASSWORD_HASH_CONCURRENCY,
+    revocationPollIntervalMs: env.REVOCATION_POLL_INTERVAL_MS,
+    warnings
+  }
+}

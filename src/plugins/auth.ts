@@ -1,0 +1,163 @@
+// Authentication glue: builds the auth domain (accounts, sessions, the revocation list), issues and
+// verifies access tokens through @fastify/jwt, and protects every route by default.
+// A route opts out with `config: { public: true }`.
+//
+// The check on a protected request is: token from `Authorization: Bearer` (or `?access_token=` when
+// enabled) → @fastify/jwt verify (pinned algorithm, typ, iss, aud, exp, nbf; results cached per token)
+// → isAccessTokenRevoked against the in-memory revocation list. No database round trip.
+import { createHash, randomUUID } from 'node:crypto'
+import fastifyJwt from '@fastify/jwt'
+import type { FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { AccountService } from '../auth/accounts.js'
+import { LoginThrottle, MemoryFailureCounterStore } from '../auth/login-throttle.js'
+import { PasswordHasher } from '../auth/passwords.js'
+import { RevocationList } from '../auth/revocation-list.js'
+import { SessionService } from '../auth/sessions.js'
+import { SuccessorSeal } from '../auth/successor-seal.js'
+import { type AccessTokenClaims, type Clock, isAccessTokenRevoked } from '../auth/token-rules.js'
+import type { Config } from '../config.js'
+import { TokenExpired, TokenInvalid, TokenMissing, TokenRevoked, ValidationFailed } from '../errors.js'
+
+export interface Principal {
+  userId: string
+  username: string
+  sessionId: string
+  tokenVersion: number
+}
+
+interface AccessTokenPayload extends AccessTokenClaims {
+  preferred_username: string
+  jti: string
+  iat: number
+  exp: number
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    accounts: AccountService
+    sessions: SessionService
+    revocations: RevocationList
+    passwordHasher: PasswordHasher
+    /** Verifies the request's access token; throws the contract's AUTH_TOKEN_* errors. */
+    verifyAccessToken: (request: FastifyRequest) => Principal
+  }
+  interface FastifyRequest {
+    /** Set on every protected route; null on public ones. */
+    principal: Principal | null
+  }
+  interface FastifyContextConfig {
+    /** Serve without an access token (login, refresh, health, …). */
+    public?: boolean
+  }
+}
+
+export const ACCESS_TOKEN_TYPE = 'at+jwt'
+const REQUIRED_CLAIMS = ['iss', 'aud', 'sub', 'sid', 'ver', 'jti', 'iat', 'exp']
+const BEARER = /^Bearer +([^ ]+) *$/i
+
+export interface AuthPluginOptions { config: Config, clock: Clock }
+
+export default fp(async function auth (fastify, { config, clock }: AuthPluginOptions) {
+  // The key id names the key, not the secret: a hash prefix that says nothing usable about it.
+  const kid = createHash('sha256').update(`kid:${config.jwt.secret}`).digest('base64url').slice(0, 16)
+  await fastify.register(fastifyJwt, {
+    secret: config.jwt.secret,
+    sign: { algorithm: 'HS256', iss: config.jwt.issuer, aud: config.jwt.audience, expiresIn: config.ttl.accessToken, kid, header: { alg: 'HS256', typ: ACCESS_TOKEN_TYPE } },
+    verify: {
+      algorithms: ['HS256'],
+      allowedIss: config.jwt.issuer,
+      allowedAud: config.jwt.audience,
+      requiredClaims: REQUIRED_CLAIMS,
+      checkTyp: ACCESS_TOKEN_TYPE,
+      // Verification results (valid or not) are remembered per token, never past the token's exp.
+      cache: 10_000,
+      cacheTTL: config.ttl.accessToken * 1000
+    }
+  })
+
+  const { db } = fastify
+  const revocations = new RevocationList(db, clock)
+  await revocations.load()
+  const passwordHasher = new PasswordHasher(config.passwordHashConcurrency)
+  const throttle = new LoginThrottle(new MemoryFailureCounterStore(clock), clock, config.login.maxFailures, config.login.lockWindow)
+  const sessions = new SessionService({
+    db,
+    clock,
+    lifetimes: config.ttl,
+    seal: new SuccessorSeal(config.jwt.secret),
+    revocations,
+    signAccessToken: (claims) => fastify.jwt.sign({ ...claims, jti: randomUUID() })
+  })
+  const accounts = new AccountService({ db, clock, hasher: passwordHasher, throttle, sessions })
+
+  function readToken (request: FastifyRequest): string | undefined {
+    const header = request.headers.authorization
+    const fromQuery = config.accessTokenQueryParam ? (request.query as Record<string, unknown> | undefined)?.access_token : undefined
+    if (header !== undefined && fromQuery !== undefined) throw new ValidationFailed('Send the access token in the Authorization header or the query, not both')
+    if (fromQuery !== undefined) {
+      if (typeof fromQuery !== 'string') throw new ValidationFailed('access_token must be given once')
+      return fromQuery
+    }
+    if (header === undefined) return undefined
+    const match = BEARER.exec(header)
+    if (match === null) {
+      // Another scheme (Basic, …) is no bearer credential at all; a broken Bearer header is an invalid one.
+      if (/^Bearer\b/i.test(header)) throw new TokenInvalid()
+      return undefined
+    }
+    return match[1]
+  }
+
+  function verifyAccessToken (request: FastifyRequest): Principal {
+    const token = readToken(request)
+    if (token === undefined) throw new TokenMissing()
+    let payload: AccessTokenPayload
+    try {
+      payload = fastify.jwt.verify<AccessTokenPayload>(token)
+    } catch (error) {
+      throw (error as { code?: string }).code === 'FAST_JWT_EXPIRED' ? new TokenExpired() : new TokenInvalid()
+    }
+    if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string' || !Number.isSafeInteger(payload.ver)) throw new TokenInvalid()
+    if (isAccessTokenRevoked(payload, revocations)) throw new TokenRevoked()
+    return { userId: payload.sub, username: payload.preferred_username, sessionId: payload.sid, tokenVersion: payload.ver }
+  }
+
+  fastify.decorate('accounts', accounts)
+  fastify.decorate('sessions', sessions)
+  fastify.decorate('revocations', revocations)
+  fastify.decorate('passwordHasher', passwordHasher)
+  fastify.decorate('verifyAccessToken', verifyAccessToken)
+  fastify.decorateRequest('principal', null)
+
+  fastify.addHook('onRequest', function protect (request, reply, done) {
+    if (request.routeOptions.config.public === true || request.is404) return done()
+    if (config.accessTokenQueryParam && (request.query as Record<string, unknown> | undefined)?.access_token !== undefined) {
+      // A URL that carries a credential must not be kept by any cache.
+      void reply.header('cache-control', 'private, no-store')
+    }
+    try {
+      request.principal = verifyAccessToken(request)
+    } catch (error) {
+      return done(error as Error)
+    }
+    done()
+  })
+
+  // Other instances' revocations arrive by polling the event log; expired entries are forgotten.
+  const poll = setInterval(() => {
+    revocations.poll().catch((error: unknown) => fastify.log.warn({ err: error }, 'revocation poll failed'))
+  }, config.revocationPollIntervalMs)
+  const forget = setInterval(() => revocations.prune(), 60_000)
+  // Sealed successors must not outlive the grace window by much; the full prune runs hourly.
+  const eraseSeals = setInterval(() => {
+    sessions.eraseExpiredSeals().catch((error: unknown) => fastify.log.warn({ err: error }, 'erasing sealed refresh tokens failed'))
+  }, Math.min(60, Math.max(1, config.ttl.reuseGrace)) * 1000)
+  const prune = setInterval(() => {
+    sessions.prune().catch((error: unknown) => fastify.log.warn({ err: error }, 'pruning expired tokens failed'))
+  }, 3600_000)
+  for (const timer of [poll, forget, eraseSeals, prune]) timer.unref()
+  fastify.addHook('onClose', async () => {
+    for (const timer of [poll, forget, eraseSeals, prune]) clearInterval(timer)
+  })
+}, { name: 'auth', dependencies: ['database'] })

@@ -1,0 +1,68 @@
+// One error handler: every error leaves in the contract's shape
+// { statusCode, code, error, message }, with a stable code. A 5xx says nothing about internals;
+// its details go to the log with the request id.
+import { STATUS_CODES } from 'node:http'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { NotFound } from '../errors.js'
+
+/** Fastify's own errors, translated to the contract's codes. */
+const FRAMEWORK_CODES: Record<string, { statusCode: number, code: string }> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { statusCode: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { statusCode: 413, code: 'PAYLOAD_TOO_LARGE' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { statusCode: 400, code: 'VALIDATION_ERROR' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { statusCode: 400, code: 'VALIDATION_ERROR' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { statusCode: 400, code: 'VALIDATION_ERROR' },
+  FST_ERR_VALIDATION: { statusCode: 400, code: 'VALIDATION_ERROR' }
+}
+const CODES_BY_STATUS: Record<number, string> = {
+  400: 'VALIDATION_ERROR', 404: 'NOT_FOUND', 405: 'METHOD_NOT_ALLOWED', 413: 'PAYLOAD_TOO_LARGE', 415: 'UNSUPPORTED_MEDIA_TYPE', 429: 'AUTH_RATE_LIMITED'
+}
+
+interface ShapedError { statusCode: number, code: string, message: string }
+
+function shape (error: FastifyError & { retryAfter?: number }): ShapedError {
+  if (error.validation !== undefined) return { statusCode: 400, code: 'VALIDATION_ERROR', message: error.message }
+  const framework = FRAMEWORK_CODES[error.code]
+  if (framework !== undefined) return { ...framework, message: error.message }
+  const statusCode = error.statusCode ?? 500
+  if (statusCode >= 400 && statusCode < 500) {
+    // JSON.parse failures (malformed JSON, poisoned prototypes) arrive as plain SyntaxErrors with a 400.
+    const code = typeof error.code === 'string' && !error.code.startsWith('FST_') ? error.code : (CODES_BY_STATUS[statusCode] ?? 'BAD_REQUEST')
+    return { statusCode, code, message: error.message }
+  }
+  if (error.code === 'SERVICE_UNAVAILABLE') return { statusCode: 503, code: error.code, message: '' }
+  return { statusCode: 500, code: 'INTERNAL_ERROR', message: '' }
+}
+
+export function sendError (request: FastifyRequest, reply: FastifyReply, error: FastifyError & { retryAfter?: number }): FastifyReply {
+  const shaped = shape(error)
+  if (shaped.statusCode >= 500) {
+    request.log.error({ err: error }, 'request failed')
+    shaped.message = shaped.statusCode === 503 ? 'Service temporarily unavailable, retry shortly' : 'Internal server error'
+  } else {
+    request.log.info({ code: shaped.code, statusCode: shaped.statusCode }, shaped.message)
+  }
+  if (shaped.statusCode === 401 && shaped.code.startsWith('AUTH_TOKEN_')) {
+    // RFC 6750 §3: a bare challenge when no credentials came, invalid_token when they did not pass.
+    void reply.header('www-authenticate', shaped.code === 'AUTH_TOKEN_MISSING' ? 'Bearer' : 'Bearer error="invalid_token"')
+  } else if (shaped.statusCode === 401 && request.routeOptions.config.public !== true) {
+    void reply.header('www-authenticate', 'Bearer')
+  }
+  if (typeof error.retryAfter === 'number') void reply.header('retry-after', String(error.retryAfter))
+  return reply.status(shaped.statusCode).send({
+    statusCode: shaped.statusCode,
+    code: shaped.code,
+    error: STATUS_CODES[shaped.statusCode] ?? 'Error',
+    message: shaped.message
+  })
+}
+
+export default fp(async function errorHandler (fastify) {
+  fastify.setErrorHandler(function (error: FastifyError, request, reply) {
+    return sendError(request, reply, error)
+  })
+  fastify.setNotFoundHandler(function (request, reply) {
+    return sendError(request, reply, new NotFound(`Route ${request.method}:${request.url.split('?')[0]} not found`))
+  })
+}, { name: 'error-handler' })

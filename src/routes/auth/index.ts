@@ -1,0 +1,102 @@
+// /auth: register, login, refresh, logout, logout-all, password change, me, sessions.
+// Each handler reads the request, calls the auth domain (src/auth/), and shapes the answer;
+// the decisions about tokens are made in src/auth/token-rules.ts.
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { SessionContext } from '../../auth/sessions.js'
+import { NotFound, RefreshInvalid } from '../../errors.js'
+import {
+  LoginBody, PasswordBody, RefreshBody, RegisterBody, SessionParams, SessionsResponse, TokenResponse, UserResponse
+} from './schemas.js'
+import { clearRefreshCookie, presentedRefreshToken, sendTokens } from './web-clients.js'
+
+const USER_AGENT_MAX_LENGTH = 512
+
+function sessionContext (request: FastifyRequest, client: SessionContext['client']): SessionContext {
+  return { client, userAgent: request.headers['user-agent']?.slice(0, USER_AGENT_MAX_LENGTH), ip: request.ip }
+}
+
+export default async function authRoutes (app: FastifyInstance) {
+  const fastify = app.withTypeProvider<TypeBoxTypeProvider>()
+  const { config, accounts, sessions } = fastify
+  /** The unauthenticated endpoints share a per-address request budget. */
+  const publicLimited = { public: true, rateLimit: { max: config.rateLimitMax, timeWindow: 60_000 } }
+
+  if (config.allowRegistration) {
+    fastify.post('/auth/register', {
+      config: publicLimited,
+      schema: { body: RegisterBody, response: { 201: UserResponse } }
+    }, async (request, reply) => {
+      const user = await accounts.register(request.body.username, request.body.password)
+      return reply.code(201).send({ user })
+    })
+  }
+
+  fastify.post('/auth/login', {
+    config: publicLimited,
+    schema: { body: LoginBody, response: { 200: TokenResponse } }
+  }, async (request, reply) => {
+    const { username, password, client = 'mobile' } = request.body
+    const issued = await accounts.login(username, password, request.ip, sessionContext(request, client))
+    return sendTokens(reply, config, issued)
+  })
+
+  fastify.post('/auth/refresh', {
+    config: publicLimited,
+    schema: { body: RefreshBody, response: { 200: TokenResponse } }
+  }, async (request, reply) => {
+    const presented = presentedRefreshToken(request, config)
+    if (presented === undefined) throw new RefreshInvalid()
+    const issued = await sessions.refresh(presented.token)
+    return sendTokens(reply, config, issued)
+  })
+
+  // Ends the session named by the refresh token (body or cookie), or else by the access token.
+  fastify.post('/auth/logout', {
+    config: { public: true },
+    schema: { body: RefreshBody }
+  }, async (request, reply) => {
+    const presented = presentedRefreshToken(request, config)
+    if (presented?.via === 'cookie') clearRefreshCookie(reply, config)
+    if (presented !== undefined) {
+      const session = await sessions.findLiveSession(presented.token)
+      if (session === null) throw new RefreshInvalid()
+      await sessions.revokeSession(session.id, 'logout')
+    } else {
+      const principal = fastify.verifyAccessToken(request)
+      await sessions.revokeSession(principal.sessionId, 'logout', principal.userId)
+    }
+    return reply.code(204).send()
+  })
+
+  fastify.post('/auth/logout-all', async (request, reply) => {
+    await sessions.logoutEverywhere(request.principal!.userId)
+    return reply.code(204).send()
+  })
+
+  fastify.post('/auth/password', {
+    schema: { body: PasswordBody, response: { 200: TokenResponse } }
+  }, async (request, reply) => {
+    const principal = request.principal!
+    const client = await sessions.clientOf(principal.sessionId)
+    const issued = await accounts.changePassword(
+      principal.userId, request.body.currentPassword, request.body.newPassword, request.ip, sessionContext(request, client))
+    return sendTokens(reply, config, issued)
+  })
+
+  fastify.get('/auth/me', { schema: { response: { 200: UserResponse } } }, async (request) => {
+    const { userId, username } = request.principal!
+    return { user: { id: userId, username } }
+  })
+
+  fastify.get('/auth/sessions', { schema: { response: { 200: SessionsResponse } } }, async (request) => {
+    const { userId, sessionId } = request.principal!
+    return { sessions: await sessions.listSessions(userId, sessionId) }
+  })
+
+  fastify.delete('/auth/sessions/:id', { schema: { params: SessionParams } }, async (request, reply) => {
+    const ended = await sessions.revokeSession(request.params.id, 'deleted', request.principal!.userId)
+    if (!ended) throw new NotFound('No such session')
+    return reply.code(204).send()
+  })
+}

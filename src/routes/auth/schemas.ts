@@ -1,0 +1,47 @@
+// Request and response schemas of the /auth routes. Responses are serialized through them, so a
+// field that is not listed here never leaves the server.
+import { Type } from '@fastify/type-provider-typebox'
+import { PASSWORD_MAX_LENGTH } from '../../auth/passwords.js'
+import { Timestamp } from '../timestamp.js'
+
+export const User = Type.Object({ id: Type.String(), username: Type.String() })
+
+/** Lengths are checked again by the domain; these bounds only keep absurd input cheap to refuse. */
+const Username = Type.String({ minLength: 1, maxLength: 256 })
+const Password = Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH })
+const RefreshTokenField = Type.String({ minLength: 1, maxLength: 512 })
+
+export const RegisterBody = Type.Object({ username: Username, password: Password }, { additionalProperties: false })
+export const LoginBody = Type.Object({
+  username: Username,
+  password: Password,
+  client: Type.Optional(Type.Union([Type.Literal('mobile'), Type.Literal('web')]))
+}, { additionalProperties: false })
+/** Refresh and logout: the token in the body (mobile), or in the cookie (web) with no body at all. */
+export const RefreshBody = Type.Union([
+  Type.Object({ refreshToken: Type.Optional(RefreshTokenField) }, { additionalProperties: false }),
+  Type.Null()
+])
+export const PasswordBody = Type.Object({ currentPassword: Password, newPassword: Password }, { additionalProperties: false })
+export const SessionParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) })
+
+export const TokenResponse = Type.Object({
+  accessToken: Type.String(),
+  tokenType: Type.Literal('Bearer'),
+  expiresIn: Type.Integer(),
+  /** Absent for web clients: their refresh token travels only in the httpOnly cookie. */
+  refreshToken: Type.Optional(Type.String()),
+  refreshExpiresIn: Type.Integer(),
+  user: User
+})
+export const UserResponse = Type.Object({ user: User })
+export const SessionsResponse = Type.Object({
+  sessions: Type.Array(Type.Object({
+    id: Type.String(),
+    createdAt: Timestamp,
+    lastUsedAt: Timestamp,
+    userAgent: Type.Union([Type.String(), Type.Null()]),
+    ip: Type.Union([Type.String(), Type.Null()]),
+    current: Type.Boolean()
+  }))
+})

@@ -1,0 +1,17 @@
+// Liveness (the process answers) and readiness (the database answers).
+import type { FastifyInstance } from 'fastify'
+import { ServiceUnavailable } from '../errors.js'
+
+export default async function healthRoutes (fastify: FastifyInstance) {
+  fastify.get('/health', { config: { public: true } }, async () => ({ status: 'ok' }))
+
+  fastify.get('/ready', { config: { public: true } }, async (request) => {
+    try {
+      await fastify.db.$queryRawUnsafe('SELECT 1')
+    } catch (error) {
+      request.log.warn({ err: error }, 'database not reachable')
+      throw new ServiceUnavailable()
+    }
+    return { status: 'ready', database: 'ok' }
+  })
+}
