@@ -2,14 +2,15 @@
 // at import; server.ts and the tests call this.
 import cookie from '@fastify/cookie'
 import cors from '@fastify/cors'
-import rateLimit from '@fastify/rate-limit'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Clock } from './auth/token-rules.js'
 import type { Config } from './config.js'
-import { rateLimited } from './errors.js'
 import auth from './plugins/auth.js'
 import database from './plugins/database.js'
 import errorHandler from './plugins/error-handler.js'
+import rateLimits from './plugins/rate-limit.js'
+import redis from './plugins/redis.js'
+import revocationDoorbell from './plugins/revocation-doorbell.js'
 import authRoutes from './routes/auth/index.js'
 import healthRoutes from './routes/health.js'
 import orderRoutes from './routes/orders/index.js'
@@ -77,13 +78,11 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     maxAge: 600
   })
   await fastify.register(cookie)
-  await fastify.register(rateLimit, {
-    global: false,
-    keyGenerator: (request) => request.ip,
-    errorResponseBuilder: (_request, context) => rateLimited(Math.max(1, Math.ceil(context.ttl / 1000)))
-  })
+  await fastify.register(redis, { url: config.redisUrl })
+  await fastify.register(rateLimits)
   await fastify.register(database, { database: config.database })
   await fastify.register(auth, { config, clock })
+  await fastify.register(revocationDoorbell)
 
   await fastify.register(healthRoutes)
   await fastify.register(authRoutes)

@@ -2,6 +2,7 @@
 // window, the pair is locked until the window (which starts at the first failure) has passed — even
 // the right password gets 429 then. Unknown accounts are counted the same way, so the lock reveals
 // nothing about which accounts exist.
+import type { Redis } from 'ioredis'
 import type { Clock } from './token-rules.js'
 
 export interface FailureCounterStore {
@@ -39,6 +40,39 @@ export class MemoryFailureCounterStore implements FailureCounterStore {
       if (this.windows.size < this.maxKeys) break
       this.windows.delete(key)
     }
+  }
+}
+
+/** INCR with the window set on the first failure; returns [count, milliseconds left]. */
+const INCREMENT_SCRIPT = `
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return { count, redis.call('PTTL', KEYS[1]) }`
+
+/**
+ * Counters shared by every instance through Redis. While Redis is unreachable the counts live in this
+ * process's memory (the fallback), so a lost Redis weakens the limit to per-instance instead of
+ * failing logins.
+ */
+export class RedisFailureCounterStore implements FailureCounterStore {
+  constructor (private readonly redis: Redis, private readonly fallback: FailureCounterStore, private readonly clock: Clock) {}
+
+  async increment (key: string, windowMs: number): Promise<{ count: number, resetAt: number }> {
+    if (this.redis.status !== 'ready') return this.fallback.increment(key, windowMs)
+    try {
+      const [count, ttl] = await this.redis.eval(INCREMENT_SCRIPT, 1, `auth-server:${key}`, windowMs) as [number, number]
+      return { count, resetAt: this.clock() + Math.max(ttl, 0) }
+    } catch {
+      return this.fallback.increment(key, windowMs)
+    }
+  }
+
+  async clear (key: string): Promise<void> {
+    await this.fallback.clear(key)
+    if (this.redis.status !== 'ready') return
+    try {
+      await this.redis.del(`auth-server:${key}`)
+    } catch {}
   }
 }
 

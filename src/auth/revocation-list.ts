@@ -35,6 +35,7 @@ export class RevocationList implements RevocationView {
   private readonly minimumVersions = new Map<string, { version: number, until: number }>()
   private cursor = 0
   private polling: Promise<void> | undefined
+  private readonly recordedListeners: Array<() => void> = []
 
   constructor (private readonly db: Db, private readonly clock: Clock) {}
 
@@ -48,6 +49,16 @@ export class RevocationList implements RevocationView {
 
   get size (): { sessions: number, users: number } {
     return { sessions: this.revokedSessions.size, users: this.minimumVersions.size }
+  }
+
+  /** A revocation committed by this instance: effective here at once, then announced to the others. */
+  record (event: RevocationEventRecord): void {
+    this.apply(event)
+    for (const listener of this.recordedListeners) listener()
+  }
+
+  onRecorded (listener: () => void): void {
+    this.recordedListeners.push(listener)
   }
 
   apply (event: RevocationEventRecord): void {

@@ -148,6 +148,9 @@ export class SessionService {
     const successorId = randomUUID()
     const keepForGrace = this.lifetimes.reuseGrace > 0
     await this.db.$transaction(async (tx) => {
+      // Session first, then its tokens: the same lock order as revocation, so the two cannot deadlock.
+      const touched = await tx.session.updateMany({ where: { id: sessionId, revokedAt: null }, data: { lastUsedAt: new Date(now) } })
+      if (touched.count !== 1) throw new RotationConflict()
       const retired = await tx.refreshToken.updateMany({
         where: { id: tokenId, retiredAt: null },
         data: {
@@ -159,8 +162,6 @@ export class SessionService {
         }
       })
       if (retired.count !== 1) throw new RotationConflict()
-      const touched = await tx.session.updateMany({ where: { id: sessionId, revokedAt: null }, data: { lastUsedAt: new Date(now) } })
-      if (touched.count !== 1) throw new RotationConflict()
       await tx.refreshToken.create({
         data: { id: successorId, sessionId, tokenHash: hashRefreshToken(successorToken), parentId: tokenId, createdAt: new Date(now), expiresAt: new Date(successorExpiresAt) }
       })
@@ -181,6 +182,7 @@ export class SessionService {
 
   /**
    * Ends one session: its refresh tokens stop working and every access token carrying its id is refused.
+   * (Sealed successors of a revoked session can no longer be replayed; the eraser removes them shortly.)
    * With `userId`, only that user's session is touched. Returns false when there was no such live session.
    */
   async revokeSession (sessionId: string, reason: RevocationReason, userId?: string): Promise<boolean> {
@@ -191,7 +193,6 @@ export class SessionService {
         data: { revokedAt: new Date(now), revokedReason: reason }
       })
       if (ended.count === 0) return null
-      await tx.refreshToken.updateMany({ where: { sessionId, sealExpiresAt: { not: null } }, data: { successorSealed: null, sealExpiresAt: null } })
       return this.recordRevocation(tx, { kind: 'session', subject: sessionId, tokenVersion: null }, now)
     })
     if (event === null) return false
@@ -210,7 +211,6 @@ export class SessionService {
       select: { tokenVersion: true }
     })
     await tx.session.updateMany({ where: { userId, revokedAt: null }, data: { revokedAt: new Date(now), revokedReason: reason } })
-    await tx.refreshToken.updateMany({ where: { session: { userId }, sealExpiresAt: { not: null } }, data: { successorSealed: null, sealExpiresAt: null } })
     const event = await this.recordRevocation(tx, { kind: 'user', subject: userId, tokenVersion: user.tokenVersion }, now)
     return { tokenVersion: user.tokenVersion, event }
   }
@@ -222,9 +222,9 @@ export class SessionService {
     this.applyRevocation(event)
   }
 
-  /** Makes a committed revocation effective on this instance at once (others learn it by polling). */
+  /** Makes a committed revocation effective on this instance at once, and tells the others. */
   applyRevocation (event: RevocationEventRecord): void {
-    this.deps.revocations.apply(event)
+    this.deps.revocations.record(event)
   }
 
   /** How the session's tokens travel (cookie for web, body for mobile). */

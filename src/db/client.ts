@@ -20,3 +20,21 @@ export function createDbClient (database: DatabaseConfig): Db {
   // Same models, other provider: the two generated clients differ only in provider-specific extras we do not use.
   return new PostgresClient({ adapter }) as unknown as Db
 }
+
+/** Prisma's codes for "the database cannot be reached right now" (connection, timeout, pool, lock). */
+const UNAVAILABLE_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2034'])
+const UNAVAILABLE_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections', 'TransactionWriteConflict'])
+
+/**
+ * True when a query failed because the database is unreachable or busy rather than because of the
+ * query: such requests get a 503 and may be retried.
+ */
+export function isDatabaseUnavailable (error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false
+  const { name, code, meta } = error as { name?: string, code?: string, meta?: { driverAdapterError?: { cause?: { kind?: string, extendedCode?: number } } } }
+  if (name === 'PrismaClientInitializationError') return true
+  if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true
+  const cause = meta?.driverAdapterError?.cause
+  // SQLITE_BUSY (5) and its extended codes: another process holds the write lock past the busy timeout.
+  return cause !== undefined && (UNAVAILABLE_KINDS.has(cause.kind ?? '') || (cause.kind === 'sqlite' && ((cause.extendedCode ?? 0) & 0xff) === 5))
+}

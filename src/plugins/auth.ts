@@ -10,7 +10,7 @@ import fastifyJwt from '@fastify/jwt'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AccountService } from '../auth/accounts.js'
-import { LoginThrottle, MemoryFailureCounterStore } from '../auth/login-throttle.js'
+import { LoginThrottle, MemoryFailureCounterStore, RedisFailureCounterStore } from '../auth/login-throttle.js'
 import { PasswordHasher } from '../auth/passwords.js'
 import { RevocationList } from '../auth/revocation-list.js'
 import { SessionService } from '../auth/sessions.js'
@@ -80,7 +80,10 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   const revocations = new RevocationList(db, clock)
   await revocations.load()
   const passwordHasher = new PasswordHasher(config.passwordHashConcurrency)
-  const throttle = new LoginThrottle(new MemoryFailureCounterStore(clock), clock, config.login.maxFailures, config.login.lockWindow)
+  const localCounters = new MemoryFailureCounterStore(clock)
+  const throttle = new LoginThrottle(
+    fastify.redis === null ? localCounters : new RedisFailureCounterStore(fastify.redis, localCounters, clock),
+    clock, config.login.maxFailures, config.login.lockWindow)
   const sessions = new SessionService({
     db,
     clock,
@@ -160,4 +163,4 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   fastify.addHook('onClose', async () => {
     for (const timer of [poll, forget, eraseSeals, prune]) clearInterval(timer)
   })
-}, { name: 'auth', dependencies: ['database'] })
+}, { name: 'auth', dependencies: ['database', 'redis'] })

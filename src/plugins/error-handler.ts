@@ -4,6 +4,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { isDatabaseUnavailable } from '../db/client.js'
 import { NotFound } from '../errors.js'
 
 /** Fastify's own errors, translated to the contract's codes. */
@@ -31,7 +32,7 @@ function shape (error: FastifyError & { retryAfter?: number }): ShapedError {
     const code = typeof error.code === 'string' && !error.code.startsWith('FST_') ? error.code : (CODES_BY_STATUS[statusCode] ?? 'BAD_REQUEST')
     return { statusCode, code, message: error.message }
   }
-  if (error.code === 'SERVICE_UNAVAILABLE') return { statusCode: 503, code: error.code, message: '' }
+  if (error.code === 'SERVICE_UNAVAILABLE' || isDatabaseUnavailable(error)) return { statusCode: 503, code: 'SERVICE_UNAVAILABLE', message: '' }
   return { statusCode: 500, code: 'INTERNAL_ERROR', message: '' }
 }
 
@@ -50,6 +51,7 @@ export function sendError (request: FastifyRequest, reply: FastifyReply, error: 
     void reply.header('www-authenticate', 'Bearer')
   }
   if (typeof error.retryAfter === 'number') void reply.header('retry-after', String(error.retryAfter))
+  else if (shaped.statusCode === 503) void reply.header('retry-after', '1')
   return reply.status(shaped.statusCode).send({
     statusCode: shaped.statusCode,
     code: shaped.code,

@@ -1,4 +1,4 @@
-// Liveness (the process answers) and readiness (the database answers).
+// Liveness (the process answers) and readiness (the database answers; Redis is reported, not required).
 import type { FastifyInstance } from 'fastify'
 import { ServiceUnavailable } from '../errors.js'
 
@@ -12,6 +12,10 @@ export default async function healthRoutes (fastify: FastifyInstance) {
       request.log.warn({ err: error }, 'database not reachable')
       throw new ServiceUnavailable()
     }
-    return { status: 'ready', database: 'ok' }
+    // Without Redis the instance still serves (limits fall back to memory): degraded, not unready.
+    const { redis } = fastify
+    return redis === null
+      ? { status: 'ready', database: 'ok' }
+      : { status: 'ready', database: 'ok', redis: redis.status === 'ready' ? 'ok' : 'degraded' }
   })
 }

@@ -1,0 +1,48 @@
+// `npm run start:cluster`: one worker per core (or WORKERS), sharing the port. The primary applies
+// migrations once, restarts workers that die, and relays the revocation doorbell between workers so a
+// logout on one worker is refused by the others at once.
+import cluster from 'node:cluster'
+import { availableParallelism } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { ConfigError, loadConfig } from './config.js'
+import { applyMigrations } from './db/migrate.js'
+import { DOORBELL_MESSAGE } from './plugins/revocation-doorbell.js'
+
+try {
+  process.loadEnvFile()
+} catch {}
+
+const workers = Number(process.env.WORKERS ?? availableParallelism())
+if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
+  console.error('Invalid configuration: WORKERS must be a whole number from 1 to 256')
+  process.exit(1)
+}
+try {
+  await applyMigrations(loadConfig().database)
+} catch (error) {
+  console.error(error instanceof ConfigError ? error.message : error)
+  process.exit(1)
+}
+
+cluster.setupPrimary({ exec: fileURLToPath(new URL('./server.js', import.meta.url)) })
+let stopping = false
+const fork = () => {
+  const worker = cluster.fork()
+  worker.on('message', (message: unknown) => {
+    if (message !== DOORBELL_MESSAGE) return
+    for (const other of Object.values(cluster.workers ?? {})) if (other !== undefined && other !== worker) other.send(DOORBELL_MESSAGE)
+  })
+}
+cluster.on('exit', (worker, code, signal) => {
+  if (stopping) return
+  console.error(`worker ${worker.process.pid} exited (${signal ?? code}); starting another`)
+  fork()
+})
+for (let i = 0; i < workers; i++) fork()
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    stopping = true
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal)
+  })
+}
