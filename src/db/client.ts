@@ -24,6 +24,9 @@ export function createDbClient (database: DatabaseConfig): Db {
 /** Prisma's codes for "the database cannot be reached right now" (connection, timeout, pool, lock). */
 const UNAVAILABLE_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2034'])
 const UNAVAILABLE_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections', 'TransactionWriteConflict'])
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', '57P01', '57P03'])
+/** node-postgres reports a connection lost mid-query as a plain Error, which Prisma passes through. */
+const PG_CONNECTION_LOST = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/
 
 /**
  * True when a query failed because the database is unreachable or busy rather than because of the
@@ -33,7 +36,8 @@ export function isDatabaseUnavailable (error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false
   const { name, code, meta } = error as { name?: string, code?: string, meta?: { driverAdapterError?: { cause?: { kind?: string, extendedCode?: number } } } }
   if (name === 'PrismaClientInitializationError') return true
-  if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true
+  if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || NETWORK_CODES.has(code))) return true
+  if (error instanceof Error && PG_CONNECTION_LOST.test(error.message)) return true
   const cause = meta?.driverAdapterError?.cause
   // SQLITE_BUSY (5) and its extended codes: another process holds the write lock past the busy timeout.
   return cause !== undefined && (UNAVAILABLE_KINDS.has(cause.kind ?? '') || (cause.kind === 'sqlite' && ((cause.extendedCode ?? 0) & 0xff) === 5))
