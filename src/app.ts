@@ -2,18 +2,22 @@
 // at import; server.ts and the tests call this.
 import cookie from '@fastify/cookie'
 import cors from '@fastify/cors'
+import helmet from '@fastify/helmet'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Clock } from './auth/token-rules.js'
 import type { Config } from './config.js'
+import { ValidationFailed } from './errors.js'
 import auth from './plugins/auth.js'
 import database from './plugins/database.js'
-import errorHandler from './plugins/error-handler.js'
+import errorHandler, { sendError } from './plugins/error-handler.js'
 import rateLimits from './plugins/rate-limit.js'
 import redis from './plugins/redis.js'
 import revocationDoorbell from './plugins/revocation-doorbell.js'
 import authRoutes from './routes/auth/index.js'
 import healthRoutes from './routes/health.js'
+import oauthRoutes from './routes/oauth/index.js'
 import orderRoutes from './routes/orders/index.js'
+import wellKnownRoutes from './routes/well-known.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -30,7 +34,20 @@ export interface BuildOptions {
 
 /** Requests are logged without any access token that rode in the query string. */
 function urlWithoutToken (url: string): string {
-  return url.includes('access_token') ? url.replace(/([?&])access_token=[^&#]*/gi, '$1access_token=[REDACTED]') : url
+  const start = url.indexOf('?')
+  if (start === -1) return url
+  // The query parser decodes keys, so `access%5Ftoken` is the same parameter and must be hidden too.
+  const pairs = url.slice(start + 1).split('&').map((pair) => {
+    const key = pair.split('=', 1)[0]!
+    let name: string
+    try {
+      name = decodeURIComponent(key).toLowerCase()
+    } catch {
+      name = key.toLowerCase()
+    }
+    return name === 'access_token' && pair.includes('=') ? `${key}=[REDACTED]` : pair
+  })
+  return `${url.slice(0, start)}?${pairs.join('&')}`
 }
 
 export function loggerOptions (config: Config): FastifyServerOptions['logger'] {
@@ -61,7 +78,13 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     ajv: { customOptions: { coerceTypes: false, removeAdditional: true, allErrors: false } },
-    routerOptions: { maxParamLength: 200 }
+    routerOptions: { maxParamLength: 200 },
+    // A malformed or over-long URL is refused by the router before any hook: still the contract's
+    // error shape, and a message that does not echo the URL (nor any token in its query).
+    frameworkErrors: (error, request, reply) => {
+      const malformed = error.code === 'FST_ERR_BAD_URL' || error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      sendError(request, reply, malformed ? new ValidationFailed('The request URL is malformed or too long') : error)
+    }
   })
   fastify.decorate('config', config)
   // JSON only: any other body type is a 415, not a string that reaches a handler.
@@ -77,6 +100,11 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     allowedHeaders: ['Content-Type', 'Authorization', 'X-Requested-With'],
     maxAge: 600
   })
+  // Security headers for a JSON API: nothing may be framed, scripted or sniffed from its answers.
+  await fastify.register(helmet, {
+    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    crossOriginResourcePolicy: { policy: 'same-site' }
+  })
   await fastify.register(cookie)
   await fastify.register(redis, { url: config.redisUrl })
   await fastify.register(rateLimits)
@@ -87,5 +115,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await fastify.register(healthRoutes)
   await fastify.register(authRoutes)
   await fastify.register(orderRoutes)
+  await fastify.register(oauthRoutes)
+  await fastify.register(wellKnownRoutes)
   return fastify
 }

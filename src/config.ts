@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import Type, { type Static } from 'typebox'
 import Value from 'typebox/value'
+import { type KeySet, KeyError, buildKeySet } from './auth/signing-keys.js'
 
 const Seconds = (defaultValue: number) => Type.Integer({ minimum: 1, maximum: 10 * 365 * 24 * 3600, default: defaultValue })
 
@@ -16,6 +17,7 @@ const EnvSchema = Type.Object({
   DATABASE_URL: Type.String({ minLength: 1, default: 'file:./data/auth.db' }),
   JWT_SECRET: Type.Optional(Type.String()),
   JWT_PRIVATE_KEY: Type.Optional(Type.String()),
+  JWT_PREVIOUS_PUBLIC_KEYS: Type.Optional(Type.String()),
   JWT_ISSUER: Type.String({ minLength: 1, default: 'auth-server' }),
   JWT_AUDIENCE: Type.String({ minLength: 1, default: 'auth-server-api' }),
   ACCESS_TOKEN_TTL: Seconds(900),
@@ -63,7 +65,8 @@ export interface Config {
   jwt: {
     /** HS256 key (its UTF-8 bytes); also the root from which the grace-window cipher key is derived. */
     secret: string
-    privateKeyPem: string | undefined
+    /** The keys access tokens are signed and verified with (src/auth/signing-keys.ts). */
+    keys: KeySet
     issuer: string
     audience: string
   }
@@ -156,6 +159,15 @@ function resolveSecret (env: Env, dataDir: string, warnings: string[]): string {
   return secret
 }
 
+function signingKeys (secret: string, env: Env): KeySet {
+  try {
+    return buildKeySet({ secret, privateKey: env.JWT_PRIVATE_KEY, previousPublicKeys: env.JWT_PREVIOUS_PUBLIC_KEYS })
+  } catch (error) {
+    if (error instanceof KeyError) throw new ConfigError(error.variable, error.message)
+    throw error
+  }
+}
+
 export function loadConfig (source: Record<string, string | undefined> = process.env, cwd = process.cwd()): Config {
   const raw: Record<string, unknown> = {}
   for (const name of Object.keys(EnvSchema.properties)) {
@@ -175,6 +187,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     throw new ConfigError('REFRESH_IDLE_TTL', 'must not be longer than REFRESH_ABSOLUTE_TTL')
   }
   const allowedOrigins = parseOrigins(env.ALLOWED_ORIGINS)
+  const secret = resolveSecret(env, dataDir, warnings)
   return {
     env: env.NODE_ENV,
     host: env.HOST,
@@ -185,8 +198,8 @@ export function loadConfig (source: Record<string, string | undefined> = process
     database,
     redisUrl: env.REDIS_URL,
     jwt: {
-      secret: resolveSecret(env, dataDir, warnings),
-      privateKeyPem: env.JWT_PRIVATE_KEY,
+      secret,
+      keys: signingKeys(secret, env),
       issuer: env.JWT_ISSUER,
       audience: env.JWT_AUDIENCE
     },

@@ -35,6 +35,7 @@ export class RevocationList implements RevocationView {
   private readonly minimumVersions = new Map<string, { version: number, until: number }>()
   private cursor = 0
   private polling: Promise<void> | undefined
+  private pollAgain: Promise<void> | undefined
   private readonly recordedListeners: Array<() => void> = []
 
   constructor (private readonly db: Db, private readonly clock: Clock) {}
@@ -85,9 +86,20 @@ export class RevocationList implements RevocationView {
     this.absorb(events)
   }
 
-  /** Reads events committed since the last poll. Concurrent calls share one query. */
+  /**
+   * Reads events committed since the last poll. A call made while a read is under way gets one more
+   * read after it, shared by every such call: the running read may predate the revocation the caller
+   * was just told about (the doorbell).
+   */
   async poll (): Promise<void> {
-    this.polling ??= (async () => {
+    if (this.polling !== undefined) {
+      this.pollAgain ??= this.polling.catch(() => {}).then(async () => {
+        this.pollAgain = undefined
+        return this.poll()
+      })
+      return this.pollAgain
+    }
+    this.polling = (async () => {
       try {
         const events = await this.db.revocationEvent.findMany({ where: { seq: { gt: this.cursor } }, orderBy: { seq: 'asc' } })
         this.absorb(events)

@@ -227,12 +227,6 @@ export class SessionService {
     this.deps.revocations.record(event)
   }
 
-  /** How the session's tokens travel (cookie for web, body for mobile). */
-  async clientOf (sessionId: string): Promise<ClientKind> {
-    const session = await this.db.session.findUnique({ where: { id: sessionId }, select: { client: true } })
-    return session?.client === 'web' ? 'web' : 'mobile'
-  }
-
   async listSessions (userId: string, currentSessionId: string): Promise<SessionListEntry[]> {
     const now = this.clock()
     const sessions = await this.db.session.findMany({
@@ -284,7 +278,7 @@ export class SessionService {
 
   private issue (user: AccountView & { tokenVersion: number }, sessionId: string, client: ClientKind, refreshToken: string, refreshExpiresAt: number, now: number): IssuedTokens {
     return {
-      accessToken: this.deps.signAccessToken({ sub: user.id, sid: sessionId, ver: user.tokenVersion, preferred_username: user.username }),
+      accessToken: this.deps.signAccessToken({ sub: user.id, sid: sessionId, ver: user.tokenVersion, preferred_username: user.username, client_id: client }),
       expiresIn: this.lifetimes.accessToken,
       refreshToken,
       refreshExpiresIn: Math.max(0, Math.floor((refreshExpiresAt - now) / 1000)),

@@ -4,7 +4,7 @@
 // Access token (a JWT, signed and verified by @fastify/jwt in src/plugins/auth.ts):
 //   header  typ "at+jwt", alg from the allow-list, kid
 //   claims  iss, aud, sub (user id), sid (session id), ver (user's token version), jti, iat, exp,
-//           preferred_username (display only)
+//           preferred_username (display only), client_id ("mobile" or "web", RFC 9068)
 //   refused when the signature/alg/typ/iss/aud/exp/nbf check fails, when its session was revoked,
 //   or when ver is below the user's current token version (see isAccessTokenRevoked).
 //
@@ -102,6 +102,8 @@ export interface AccessTokenClaims {
   ver: number
   /** For display (GET /auth/me answers from the token alone); never used to decide anything. */
   preferred_username: string
+  /** How the session's refresh token travels: "mobile" (JSON body) or "web" (cookie); RFC 9068 §2.2. */
+  client_id: string
 }
 
 /** The in-memory view of revocations that access-token checks consult (see revocation-list.ts). */

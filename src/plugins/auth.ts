@@ -5,7 +5,7 @@
 // The check on a protected request is: token from `Authorization: Bearer` (or `?access_token=` when
 // enabled) → @fastify/jwt verify (pinned algorithm, typ, iss, aud, exp, nbf; results cached per token)
 // → isAccessTokenRevoked against the in-memory revocation list. No database round trip.
-import { createHash, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import fastifyJwt from '@fastify/jwt'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
@@ -13,7 +13,8 @@ import { AccountService } from '../auth/accounts.js'
 import { LoginThrottle, MemoryFailureCounterStore, RedisFailureCounterStore } from '../auth/login-throttle.js'
 import { PasswordHasher } from '../auth/passwords.js'
 import { RevocationList } from '../auth/revocation-list.js'
-import { SessionService } from '../auth/sessions.js'
+import { type ClientKind, SessionService } from '../auth/sessions.js'
+import { type SigningAlgorithm, readKid } from '../auth/signing-keys.js'
 import { SuccessorSeal } from '../auth/successor-seal.js'
 import { type AccessTokenClaims, type Clock, isAccessTokenRevoked } from '../auth/token-rules.js'
 import type { Config } from '../config.js'
@@ -24,6 +25,7 @@ export interface Principal {
   username: string
   sessionId: string
   tokenVersion: number
+  client: ClientKind
 }
 
 interface AccessTokenPayload extends AccessTokenClaims {
@@ -58,23 +60,50 @@ const BEARER = /^Bearer +([^ ]+) *$/i
 
 export interface AuthPluginOptions { config: Config, clock: Clock }
 
+/** A verifier bound to one key: @fastify/jwt's verify for the current key or a previous one. */
+type Verify = (token: string) => { header: { kid?: string }, payload: AccessTokenPayload }
+
 export default fp(async function auth (fastify, { config, clock }: AuthPluginOptions) {
-  // The key id names the key, not the secret: a hash prefix that says nothing usable about it.
-  const kid = createHash('sha256').update(`kid:${config.jwt.secret}`).digest('base64url').slice(0, 16)
-  await fastify.register(fastifyJwt, {
-    secret: config.jwt.secret,
-    sign: { algorithm: 'HS256', iss: config.jwt.issuer, aud: config.jwt.audience, expiresIn: config.ttl.accessToken, kid, header: { alg: 'HS256', typ: ACCESS_TOKEN_TYPE } },
-    verify: {
-      algorithms: ['HS256'],
-      allowedIss: config.jwt.issuer,
-      allowedAud: config.jwt.audience,
-      requiredClaims: REQUIRED_CLAIMS,
-      checkTyp: ACCESS_TOKEN_TYPE,
-      // Verification results (valid or not) are remembered per token, never past the token's exp.
-      cache: 10_000,
-      cacheTTL: config.ttl.accessToken * 1000
-    }
+  const { current, previous } = config.jwt.keys
+  const verifyOptions = (alg: SigningAlgorithm) => ({
+    algorithms: [alg],
+    allowedIss: config.jwt.issuer,
+    allowedAud: config.jwt.audience,
+    requiredClaims: REQUIRED_CLAIMS,
+    checkTyp: ACCESS_TOKEN_TYPE,
+    complete: true,
+    // Verification results (valid or not) are remembered per token, never past the token's exp.
+    cache: 10_000,
+    cacheTTL: config.ttl.accessToken * 1000
   })
+  await fastify.register(fastifyJwt, {
+    secret: current.alg === 'HS256' ? current.signWith : { private: current.signWith, public: current.verifyWith },
+    sign: {
+      algorithm: current.alg,
+      iss: config.jwt.issuer,
+      aud: config.jwt.audience,
+      expiresIn: config.ttl.accessToken,
+      kid: current.kid,
+      header: { alg: current.alg, typ: ACCESS_TOKEN_TYPE }
+    },
+    verify: verifyOptions(current.alg)
+  })
+  // Keys that signed earlier tokens verify them until they expire; each pinned to its own algorithm.
+  const verifiers = new Map<string, Verify>([[current.kid, (token) => fastify.jwt.verify(token)]])
+  for (const [index, key] of previous.entries()) {
+    const namespace = `previousKey${index}`
+    await fastify.register(fastifyJwt, { namespace, secret: { public: key.verifyWith }, verify: verifyOptions(key.alg) })
+    const jwt = (fastify.jwt as unknown as Record<string, { verify: Verify }>)[namespace]!
+    verifiers.set(key.kid, (token) => jwt.verify(token))
+  }
+  /** The verifier named by the token's kid; with a single key the kid is checked after verifying. */
+  const verifyAccessJwt = (token: string): AccessTokenPayload => {
+    const verify = verifiers.size === 1 ? verifiers.get(current.kid)! : verifiers.get(readKid(token) ?? '')
+    if (verify === undefined) throw new TokenInvalid()
+    const { header, payload } = verify(token)
+    if (header.kid === undefined || !verifiers.has(header.kid)) throw new TokenInvalid()
+    return payload
+  }
 
   const { db } = fastify
   const revocations = new RevocationList(db, clock)
@@ -117,13 +146,13 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
     if (token === undefined) throw new TokenMissing()
     let payload: AccessTokenPayload
     try {
-      payload = fastify.jwt.verify<AccessTokenPayload>(token)
+      payload = verifyAccessJwt(token)
     } catch (error) {
       throw (error as { code?: string }).code === 'FAST_JWT_EXPIRED' ? new TokenExpired() : new TokenInvalid()
     }
     if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string' || !Number.isSafeInteger(payload.ver)) throw new TokenInvalid()
     if (isAccessTokenRevoked(payload, revocations)) throw new TokenRevoked()
-    return { userId: payload.sub, username: payload.preferred_username, sessionId: payload.sid, tokenVersion: payload.ver }
+    return { userId: payload.sub, username: payload.preferred_username, sessionId: payload.sid, tokenVersion: payload.ver, client: payload.client_id === 'web' ? 'web' : 'mobile' }
   }
 
   fastify.decorate('accounts', accounts)

@@ -34,9 +34,26 @@ function fallbackStoreFor (redis: Redis) {
       }, timeWindow, max)
     }
 
-    child (routeOptions: unknown): Store {
-      return new FallbackStore(undefined, this.shared.child(routeOptions), this.local.child(routeOptions))
+    // One budget for every limited route (see SharedLocalStore).
+    child (): Store {
+      return this
     }
+  }
+}
+
+/**
+ * The library gives each route its own counters (child stores); the contract gives each address one
+ * budget across all the unauthenticated auth endpoints together, so every route shares this store.
+ */
+class SharedLocalStore implements Store {
+  private readonly local: Store = new LocalStore(false, false, 10_000)
+
+  incr (key: string, callback: StoreCallback, timeWindow: number, max: number): void {
+    this.local.incr(key, callback, timeWindow, max)
+  }
+
+  child (): Store {
+    return this
   }
 }
 
@@ -44,7 +61,7 @@ export default fp(async function rateLimits (fastify) {
   await fastify.register(rateLimit, {
     global: false,
     keyGenerator: (request) => request.ip,
-    ...(fastify.redis === null ? {} : { store: fallbackStoreFor(fastify.redis) }),
+    store: fastify.redis === null ? SharedLocalStore : fallbackStoreFor(fastify.redis),
     errorResponseBuilder: (_request, context) => rateLimited(Math.max(1, Math.ceil(context.ttl / 1000)))
   })
 }, { name: 'rate-limit', dependencies: ['redis'] })

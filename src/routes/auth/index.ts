@@ -78,9 +78,8 @@ export default async function authRoutes (app: FastifyInstance) {
     schema: { body: PasswordBody, response: { 200: TokenResponse } }
   }, async (request, reply) => {
     const principal = request.principal!
-    const client = await sessions.clientOf(principal.sessionId)
     const issued = await accounts.changePassword(
-      principal.userId, request.body.currentPassword, request.body.newPassword, request.ip, sessionContext(request, client))
+      principal.userId, request.body.currentPassword, request.body.newPassword, request.ip, sessionContext(request, principal.client))
     return sendTokens(reply, config, issued)
   })
 

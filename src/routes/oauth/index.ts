@@ -1,0 +1,83 @@
+// POST /oauth/token: the OAuth 2.0 token endpoint for off-the-shelf client libraries.
+// RFC 6749 §4.3 (password grant) and §6 (refresh grant), form-encoded in, §5.1 / §5.2 JSON out.
+// It is another door to the same domain as /auth/*: the same rotation, reuse detection, lock-out and
+// per-address limit. Clients are public (RFC 6749 §2.1): they send client_id, no secret.
+import formbody from '@fastify/formbody'
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { isWellFormedRefreshToken } from '../../auth/token-rules.js'
+import type { IssuedTokens } from '../../auth/sessions.js'
+import { sendError } from '../../plugins/error-handler.js'
+
+type OAuthErrorCode = 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unsupported_grant_type'
+
+class OAuthError extends Error {
+  constructor (readonly error: OAuthErrorCode, description: string, readonly statusCode = 400) {
+    super(description)
+  }
+}
+
+/** How the domain's errors read in OAuth terms (RFC 6749 §5.2). */
+const GRANT_ERRORS = new Set(['AUTH_INVALID_CREDENTIALS', 'AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED'])
+
+function requireParameter (body: Record<string, unknown>, name: string): string {
+  const value = body[name]
+  if (value === undefined || value === '') throw new OAuthError('invalid_request', `Missing parameter: ${name}`)
+  if (typeof value !== 'string') throw new OAuthError('invalid_request', `Parameter ${name} must be given once`)
+  return value
+}
+
+export default async function oauthRoutes (fastify: FastifyInstance) {
+  const { config, accounts, sessions } = fastify
+  // Forms are accepted here only; everything else in the API is JSON.
+  fastify.removeAllContentTypeParsers()
+  await fastify.register(formbody)
+
+  fastify.setErrorHandler((error: FastifyError & { retryAfter?: number }, request, reply) => {
+    void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
+    if (error instanceof OAuthError) {
+      if (error.statusCode === 401) void reply.header('www-authenticate', 'Basic realm="oauth"')
+      return reply.status(error.statusCode).send({ error: error.error, error_description: error.message })
+    }
+    if (GRANT_ERRORS.has(error.code)) return reply.status(400).send({ error: 'invalid_grant', error_description: error.message })
+    if (error.code === 'AUTH_RATE_LIMITED') {
+      void reply.header('retry-after', String(error.retryAfter ?? 60))
+      return reply.status(429).send({ error: 'invalid_request', error_description: error.message })
+    }
+    const status = error.statusCode ?? 500
+    if (status >= 400 && status < 500) return reply.status(status).send({ error: 'invalid_request', error_description: error.message })
+    return sendError(request, reply, error)
+  })
+
+  fastify.post('/oauth/token', {
+    config: { public: true, rateLimit: { max: config.rateLimitMax, timeWindow: 60_000 } }
+  }, async (request, reply) => {
+    const body = (request.body ?? {}) as Record<string, unknown>
+    if (request.headers.authorization !== undefined) {
+      // No confidential clients are registered: a client that authenticates cannot be verified.
+      throw new OAuthError('invalid_client', 'Client authentication is not supported; send client_id as a public client', 401)
+    }
+    const grantType = requireParameter(body, 'grant_type')
+    let issued: IssuedTokens
+    if (grantType === 'password') {
+      const username = requireParameter(body, 'username')
+      const password = requireParameter(body, 'password')
+      if (username.length > 256 || password.length > 1024) throw new OAuthError('invalid_request', 'username or password too long')
+      issued = await accounts.login(username, password, request.ip, {
+        client: 'mobile', userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip
+      })
+    } else if (grantType === 'refresh_token') {
+      const refreshToken = requireParameter(body, 'refresh_token')
+      if (!isWellFormedRefreshToken(refreshToken)) throw new OAuthError('invalid_grant', 'The refresh token is invalid')
+      issued = await sessions.refresh(refreshToken)
+    } else {
+      throw new OAuthError('unsupported_grant_type', 'grant_type must be password or refresh_token')
+    }
+    void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
+    return {
+      access_token: issued.accessToken,
+      token_type: 'Bearer',
+      expires_in: issued.expiresIn,
+      refresh_token: issued.refreshToken
+    }
+  })
+}
