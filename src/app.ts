@@ -102,7 +102,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   })
   // Security headers for a JSON API: nothing may be framed, scripted or sniffed from its answers.
   await fastify.register(helmet, {
-    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    frameguard: { action: 'deny' },
     crossOriginResourcePolicy: { policy: 'same-site' }
   })
   await fastify.register(cookie)
