@@ -1,0 +1,107 @@
+// Shared helpers of the token-lifecycle suites (tokens-*.test.ts, accounts-*.test.ts): reading and
+// hand-crafting access tokens, and the assertions every suite repeats.
+import { createHmac, randomBytes } from 'node:crypto'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { TEST_SECRET, bearer, json } from '../helpers.js'
+
+/** The few tap assertions the helpers use (a tap test object satisfies it). */
+export interface Asserts {
+  equal: (found: any, wanted: any, ...message: [] | [string]) => unknown
+  same: (found: any, wanted: any, ...message: [] | [string]) => unknown
+  type: (found: any, wanted: string, ...message: [] | [string]) => unknown
+}
+
+export interface DecodedJwt {
+  header: Record<string, unknown>
+  claims: Record<string, unknown>
+}
+
+export function decodeJwt (token: string): DecodedJwt {
+  const [header, claims] = token.split('.')
+  return {
+    header: JSON.parse(Buffer.from(header ?? '', 'base64url').toString('utf8')),
+    claims: JSON.parse(Buffer.from(claims ?? '', 'base64url').toString('utf8'))
+  }
+}
+
+/** Signs a JWT by hand (HS256 with the test secret unless told otherwise), for tokens the server never issues. */
+export function craftJwt (header: Record<string, unknown>, claims: Record<string, unknown>, secret = TEST_SECRET): string {
+  const head = Buffer.from(JSON.stringify(header)).toString('base64url')
+  const body = Buffer.from(JSON.stringify(claims)).toString('base64url')
+  const signature = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url')
+  return `${head}.${body}.${signature}`
+}
+
+/** A copy of a real token with some header fields or claims changed (undefined removes one), signed again. */
+export function resign (token: string, changes: { header?: Record<string, unknown>, claims?: Record<string, unknown> }, secret = TEST_SECRET): string {
+  const { header, claims } = decodeJwt(token)
+  const merged = (base: Record<string, unknown>, patch: Record<string, unknown> = {}) => {
+    const result = { ...base, ...patch }
+    for (const [key, value] of Object.entries(patch)) if (value === undefined) delete result[key]
+    return result
+  }
+  return craftJwt(merged(header, changes.header), merged(claims, changes.claims), secret)
+}
+
+export const nowSeconds = () => Math.floor(Date.now() / 1000)
+
+/** A well-formed refresh token (32 random bytes, base64url) the server never issued. */
+export function unknownRefreshToken (): string {
+  return randomBytes(32).toString('base64url')
+}
+
+/** Asserts the contract's error shape, status and code. */
+export function assertError (t: Asserts, response: LightMyRequestResponse, statusCode: number, code: string, what = ''): void {
+  const label = what === '' ? code : `${what}: ${code}`
+  t.equal(response.statusCode, statusCode, `${label} status`)
+  let body: Record<string, unknown> = {}
+  try {
+    body = json(response)
+  } catch {}
+  t.equal(body.code, code, `${label} code`)
+  t.equal(body.statusCode, statusCode, `${label} body statusCode`)
+  t.type(body.error, 'string', `${label} error`)
+  t.type(body.message, 'string', `${label} message`)
+}
+
+/** An access-token rejection on a protected route: 401, the code, and the RFC 6750 challenge. */
+export function assertTokenRejected (t: Asserts, response: LightMyRequestResponse, code: string, what = ''): void {
+  assertError(t, response, 401, code, what)
+  t.equal(response.headers['www-authenticate'], 'Bearer error="invalid_token"', `${what} WWW-Authenticate`)
+}
+
+export async function me (app: FastifyInstance, accessToken: string) {
+  return app.inject({ method: 'GET', url: '/auth/me', headers: bearer(accessToken) })
+}
+
+export async function sessionsOf (app: FastifyInstance, accessToken: string) {
+  return app.inject({ method: 'GET', url: '/auth/sessions', headers: bearer(accessToken) })
+}
+
+/** The access token works: GET /auth/me answers 200 for that user. */
+export async function assertAccessWorks (t: Asserts, app: FastifyInstance, accessToken: string, userId: string, what = 'access token'): Promise<void> {
+  const response = await me(app, accessToken)
+  t.equal(response.statusCode, 200, `${what} still works`)
+  if (response.statusCode === 200) t.equal(json(response).user.id, userId, `${what} names its user`)
+}
+
+export async function assertAccessRevoked (t: Asserts, app: FastifyInstance, accessToken: string, what = 'access token'): Promise<void> {
+  assertTokenRejected(t, await me(app, accessToken), 'AUTH_TOKEN_REVOKED', what)
+}
+
+/** Asserts the exact shape of a mobile token response and returns its body. */
+export function assertTokenResponse (t: Asserts, response: LightMyRequestResponse, user?: { id: string, username: string }) {
+  t.equal(response.statusCode, 200, 'token response status')
+  t.equal(response.headers['cache-control'], 'no-store', 'token response is not cached')
+  const body = json(response)
+  t.same(Object.keys(body).sort(), ['accessToken', 'expiresIn', 'refreshExpiresIn', 'refreshToken', 'tokenType', 'user'], 'token response fields')
+  t.equal(body.tokenType, 'Bearer')
+  t.type(body.accessToken, 'string')
+  t.equal(body.accessToken.split('.').length, 3, 'access token is a JWS')
+  t.equal(typeof body.refreshToken === 'string' && /^[A-Za-z0-9_-]{43}$/.test(body.refreshToken), true, 'refresh token is 43 base64url characters')
+  t.type(body.expiresIn, 'number')
+  t.type(body.refreshExpiresIn, 'number')
+  t.same(Object.keys(body.user ?? {}).sort(), ['id', 'username'], 'user fields')
+  if (user !== undefined) t.same(body.user, user, 'token response names the user')
+  return body as { accessToken: string, tokenType: 'Bearer', expiresIn: number, refreshToken: string, refreshExpiresIn: number, user: { id: string, username: string } }
+}
