@@ -37,7 +37,11 @@ export class PasswordHasher {
    * knows, so the answer takes as long as a wrong password.
    */
   async verifyAgainstDummy (password: string): Promise<false> {
-    this.dummyHash ??= hash('dummy password that is never accepted', ARGON2ID)
+    // Made once, through the limiter like any hash; a failed attempt is not kept.
+    this.dummyHash ??= this.hash('dummy password that is never accepted').catch((error: unknown) => {
+      this.dummyHash = undefined
+      throw error
+    })
     await this.verify(await this.dummyHash, password)
     return false
   }
