@@ -178,7 +178,9 @@ export function loadConfig (source: Record<string, string | undefined> = process
   const firstError = [...Value.Errors(EnvSchema, env)][0]
   if (firstError !== undefined) {
     const name = firstError.instancePath.replace(/^\//, '') || 'environment'
-    throw new ConfigError(name, firstError.message)
+    // A choice of words (LOG_LEVEL) reads better as the list of those words than as schema jargon.
+    const choices = (EnvSchema.properties as Record<string, { anyOf?: Array<{ const?: unknown }> }>)[name]?.anyOf
+    throw new ConfigError(name, choices === undefined ? firstError.message : `must be one of ${choices.map((choice) => choice.const).join(', ')} (got "${String(env[name as keyof Env])}")`)
   }
   const database = parseDatabaseUrl(env.DATABASE_URL, cwd)
   const dataDir = database.provider === 'sqlite' ? dirname(database.file) : resolve(cwd, 'data')
