@@ -2,12 +2,10 @@
 // field that is not listed here never leaves the server.
 import { Type } from '@fastify/type-provider-typebox'
 import { PASSWORD_MAX_LENGTH } from '../../auth/passwords.js'
-import { Timestamp } from '../timestamp.js'
+import { IdParams, Timestamp, WITHOUT_NUL } from '../shared-schemas.js'
 
 export const User = Type.Object({ id: Type.String(), username: Type.String() })
 
-/** PostgreSQL text cannot hold U+0000: refuse it as input instead of failing (500) at the query. */
-const WITHOUT_NUL = '^[^\\u0000]*$'
 /** Lengths are checked again by the domain; these bounds only keep absurd input cheap to refuse. */
 const Username = Type.String({ minLength: 1, maxLength: 256, pattern: WITHOUT_NUL })
 const Password = Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH })
@@ -25,7 +23,7 @@ export const RefreshBody = Type.Union([
   Type.Null()
 ])
 export const PasswordBody = Type.Object({ currentPassword: Password, newPassword: Password }, { additionalProperties: false })
-export const SessionParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128, pattern: WITHOUT_NUL }) })
+export const SessionParams = IdParams
 
 export const TokenResponse = Type.Object({
   accessToken: Type.String(),

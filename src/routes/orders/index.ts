@@ -4,10 +4,8 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { NotFound } from '../../errors.js'
-import { Timestamp } from '../timestamp.js'
+import { IdParams, Timestamp, WITHOUT_NUL } from '../shared-schemas.js'
 
-/** PostgreSQL text cannot hold U+0000: refuse it as input instead of failing (500) at the query. */
-const WITHOUT_NUL = '^[^\\u0000]*$'
 const OrderInput = Type.Object({
   item: Type.String({ minLength: 1, maxLength: 200, pattern: WITHOUT_NUL }),
   quantity: Type.Integer({ minimum: 1, maximum: 1_000_000 })
@@ -19,7 +17,7 @@ const Order = Type.Object({
   createdAt: Timestamp,
   updatedAt: Timestamp
 })
-const OrderParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128, pattern: WITHOUT_NUL }) })
+const OrderParams = IdParams
 const ORDER_FIELDS = { id: true, item: true, quantity: true, createdAt: true, updatedAt: true } as const
 
 export default async function orderRoutes (app: FastifyInstance) {
