@@ -163,11 +163,11 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   fastify.decorateRequest('principal', null)
 
   fastify.addHook('onRequest', function protect (request, reply, done) {
-    if (request.routeOptions.config.public === true || request.is404) return done()
     if (config.accessTokenQueryParam && (request.query as Record<string, unknown> | undefined)?.access_token !== undefined) {
-      // A URL that carries a credential must not be kept by any cache.
+      // A URL that carries a credential must not be kept by any cache, whatever route it names.
       void reply.header('cache-control', 'private, no-store')
     }
+    if (request.routeOptions.config.public === true || request.is404) return done()
     try {
       request.principal = verifyAccessToken(request)
     } catch (error) {
