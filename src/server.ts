@@ -23,6 +23,10 @@ const app = await buildApp(config)
 closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
   if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
   else app.log.info({ signal }, 'shutting down')
+  // Requests in flight finish; their keep-alive sockets are closed as soon as they fall idle,
+  // rather than holding the process open until the keep-alive timeout.
+  const reapIdle = setInterval(() => app.server.closeIdleConnections(), 50)
   await app.close()
+  clearInterval(reapIdle)
 })
 await app.listen({ host: config.host, port: config.port })
