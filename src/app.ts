@@ -2,7 +2,6 @@
 // at import; server.ts and the tests call this.
 import cookie from '@fastify/cookie'
 import cors from '@fastify/cors'
-import helmet from '@fastify/helmet'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Clock } from './auth/token-rules.js'
 import type { Config } from './config.js'
@@ -13,6 +12,7 @@ import errorHandler, { sendError } from './plugins/error-handler.js'
 import rateLimits from './plugins/rate-limit.js'
 import redis from './plugins/redis.js'
 import revocationDoorbell from './plugins/revocation-doorbell.js'
+import securityHeaders from './plugins/security-headers.js'
 import authRoutes from './routes/auth/index.js'
 import healthRoutes from './routes/health.js'
 import oauthRoutes from './routes/oauth/index.js'
@@ -100,12 +100,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     allowedHeaders: ['Content-Type', 'Authorization', 'X-Requested-With'],
     maxAge: 600
   })
-  // Security headers for a JSON API: nothing may be framed, scripted or sniffed from its answers.
-  await fastify.register(helmet, {
-    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
-    frameguard: { action: 'deny' },
-    crossOriginResourcePolicy: { policy: 'same-site' }
-  })
+  await fastify.register(securityHeaders)
   await fastify.register(cookie)
   await fastify.register(redis, { url: config.redisUrl })
   await fastify.register(rateLimits)

@@ -8,7 +8,8 @@ import { RefreshInvalid, RefreshReused } from '../errors.js'
 import type { RevocationEventRecord, RevocationList } from './revocation-list.js'
 import type { SuccessorSeal } from './successor-seal.js'
 import {
-  type AccessTokenClaims, type Clock, type Lifetimes, generateRefreshToken, hashRefreshToken, judgeRefreshToken,
+  type AccessTokenClaims, type Clock, type Lifetimes, type PresentedToken, type SuccessorState, type TokenSession,
+  generateRefreshToken, hashRefreshToken, judgeRefreshToken,
   refreshTokenExpiry, revocationRelevantUntil, sessionExpiry
 } from './token-rules.js'
 
@@ -41,9 +42,44 @@ export interface SessionListEntry {
   current: boolean
 }
 
-/** The optimistic rotation lost to a concurrent one: read the token again and judge anew. */
-class RotationConflict extends Error {}
+/** A rotation that lost to a concurrent change is judged again, at most this many times in all. */
 const MAX_ROTATION_ATTEMPTS = 3
+
+/** A refresh token as judgeRefreshToken sees it, with what a new token pair needs. */
+interface PresentedTokenRow extends PresentedToken {
+  id: string
+  successorSealed: string | null
+  client: ClientKind
+  session: TokenSession & { id: string }
+  successor: SuccessorState | null
+  userId: string
+  username: string
+  tokenVersion: number
+  userDisabled: boolean
+}
+type RawTime = Date | string | number | null
+interface RawPresentedToken {
+  id: string
+  retiredAt: RawTime
+  retiredReason: string | null
+  expiresAt: RawTime
+  successorSealed: string | null
+  sessionId: string
+  client: string
+  sessionRevokedAt: RawTime
+  sessionExpiresAt: RawTime
+  userId: string
+  username: string
+  tokenVersion: number | bigint
+  disabled: boolean | number
+  successorId: string | null
+  successorRetiredAt: RawTime
+  successorExpiresAt: RawTime
+}
+/** Raw rows carry times as the driver returns them (Date, ISO text or epoch ms): milliseconds or null. */
+function timeOf (value: RawTime): number | null {
+  return value === null ? null : new Date(value).getTime()
+}
 
 export interface SessionServiceDeps {
   db: Db
@@ -96,76 +132,92 @@ export class SessionService {
    */
   async refresh (presentedToken: string, attempt = 1): Promise<IssuedTokens> {
     const now = this.clock()
-    const token = await this.db.refreshToken.findUnique({
-      where: { tokenHash: hashRefreshToken(presentedToken) },
-      include: { session: { include: { user: { select: { id: true, username: true, tokenVersion: true, disabled: true } } } } }
-    })
-    if (token === null || token.session.user.disabled) throw new RefreshInvalid()
-    const { session } = token
-    const successor = token.retiredAt !== null && token.successorId !== null
-      ? await this.db.refreshToken.findUnique({ where: { id: token.successorId }, select: { retiredAt: true, expiresAt: true } })
-      : null
-    const verdict = judgeRefreshToken(
-      { retiredAt: token.retiredAt?.getTime() ?? null, retiredReason: token.retiredReason, expiresAt: token.expiresAt.getTime(), hasSealedSuccessor: token.successorSealed !== null },
-      { revokedAt: session.revokedAt?.getTime() ?? null, expiresAt: session.expiresAt.getTime() },
-      successor === null ? null : { retiredAt: successor.retiredAt?.getTime() ?? null, expiresAt: successor.expiresAt.getTime() },
-      now,
-      this.lifetimes
-    )
-    const client = session.client as ClientKind
+    const token = await this.findPresentedToken(hashRefreshToken(presentedToken))
+    if (token === null || token.userDisabled) throw new RefreshInvalid()
+    const verdict = judgeRefreshToken(token, token.session, token.successor, now, this.lifetimes)
+    const user = { id: token.userId, username: token.username, tokenVersion: token.tokenVersion }
     switch (verdict.action) {
       case 'rotate': {
         const successorToken = generateRefreshToken()
-        const successorExpiresAt = refreshTokenExpiry(now, session.expiresAt.getTime(), this.lifetimes)
-        try {
-          await this.rotate(token.id, session.id, successorToken, successorExpiresAt, now)
-        } catch (error) {
-          if (error instanceof RotationConflict && attempt < MAX_ROTATION_ATTEMPTS) return this.refresh(presentedToken, attempt + 1)
-          if (error instanceof RotationConflict) throw new RefreshInvalid()
-          throw error
+        const successorExpiresAt = refreshTokenExpiry(now, token.session.expiresAt, this.lifetimes)
+        if (!await this.rotate(token.id, token.session.id, successorToken, successorExpiresAt, now)) {
+          // A concurrent refresh or revocation won: judge the token again as it now stands.
+          if (attempt < MAX_ROTATION_ATTEMPTS) return this.refresh(presentedToken, attempt + 1)
+          throw new RefreshInvalid()
         }
-        return this.issue(session.user, session.id, client, successorToken, successorExpiresAt, now)
+        return this.issue(user, token.session.id, token.client, successorToken, successorExpiresAt, now)
       }
       case 'replay': {
         const successorToken = this.deps.seal.open(token.successorSealed ?? '', token.id)
-        if (successorToken === null || successor === null) throw new RefreshInvalid()
-        return this.issue(session.user, session.id, client, successorToken, successor.expiresAt.getTime(), now)
+        if (successorToken === null || token.successor === null) throw new RefreshInvalid()
+        return this.issue(user, token.session.id, token.client, successorToken, token.successor.expiresAt, now)
       }
       case 'revoke-session':
-        await this.revokeSession(session.id, 'reuse')
+        await this.revokeSession(token.session.id, 'reuse')
         throw new RefreshReused()
       case 'refuse':
         throw new RefreshInvalid()
     }
   }
 
+  /** The presented token with its session, user and successor: everything judging it needs, in one query. */
+  private async findPresentedToken (tokenHash: string): Promise<PresentedTokenRow | null> {
+    const rows = await this.db.$queryRaw<RawPresentedToken[]>`
+      SELECT t."id", t."retiredAt", t."retiredReason", t."expiresAt", t."successorSealed",
+             s."id" AS "sessionId", s."client", s."revokedAt" AS "sessionRevokedAt", s."expiresAt" AS "sessionExpiresAt",
+             u."id" AS "userId", u."username", u."tokenVersion", u."disabled",
+             n."id" AS "successorId", n."retiredAt" AS "successorRetiredAt", n."expiresAt" AS "successorExpiresAt"
+      FROM "RefreshToken" t
+      JOIN "Session" s ON s."id" = t."sessionId"
+      JOIN "User" u ON u."id" = s."userId"
+      LEFT JOIN "RefreshToken" n ON n."id" = t."successorId"
+      WHERE t."tokenHash" = ${tokenHash}`
+    const row = rows[0]
+    if (row === undefined) return null
+    return {
+      id: row.id,
+      retiredAt: timeOf(row.retiredAt),
+      retiredReason: row.retiredReason,
+      expiresAt: timeOf(row.expiresAt)!,
+      successorSealed: row.successorSealed,
+      hasSealedSuccessor: row.successorSealed !== null,
+      client: row.client === 'web' ? 'web' : 'mobile',
+      session: { id: row.sessionId, revokedAt: timeOf(row.sessionRevokedAt), expiresAt: timeOf(row.sessionExpiresAt)! },
+      successor: row.successorId === null ? null : { retiredAt: timeOf(row.successorRetiredAt), expiresAt: timeOf(row.successorExpiresAt)! },
+      userId: row.userId,
+      username: row.username,
+      tokenVersion: Number(row.tokenVersion),
+      userDisabled: Boolean(row.disabled)
+    }
+  }
+
   /**
-   * Retires the presented token and stores its successor. Both conditional updates are the guard
-   * against a concurrent refresh of the same token or a concurrent revocation of the session:
-   * whichever commits second finds nothing to update and rolls back.
+   * Retires the presented token and stores its successor, in one transaction of three statements.
+   * Each is conditional, which is the guard against a concurrent refresh of the same token or a
+   * concurrent revocation of the session: whichever commits second finds nothing to update, and the
+   * successor is inserted only if this transaction retired its parent in a live session. The session
+   * row is locked first, in the same order as revocation, so the two cannot deadlock.
+   * Returns false when another change won.
    */
-  private async rotate (tokenId: string, sessionId: string, successorToken: string, successorExpiresAt: number, now: number): Promise<void> {
+  private async rotate (tokenId: string, sessionId: string, successorToken: string, successorExpiresAt: number, now: number): Promise<boolean> {
     const successorId = randomUUID()
     const keepForGrace = this.lifetimes.reuseGrace > 0
-    await this.db.$transaction(async (tx) => {
-      // Session first, then its tokens: the same lock order as revocation, so the two cannot deadlock.
-      const touched = await tx.session.updateMany({ where: { id: sessionId, revokedAt: null }, data: { lastUsedAt: new Date(now) } })
-      if (touched.count !== 1) throw new RotationConflict()
-      const retired = await tx.refreshToken.updateMany({
-        where: { id: tokenId, retiredAt: null },
-        data: {
-          retiredAt: new Date(now),
-          retiredReason: 'rotated',
-          successorId,
-          successorSealed: keepForGrace ? this.deps.seal.seal(successorToken, tokenId) : null,
-          sealExpiresAt: keepForGrace ? new Date(now + this.lifetimes.reuseGrace * 1000) : null
-        }
-      })
-      if (retired.count !== 1) throw new RotationConflict()
-      await tx.refreshToken.create({
-        data: { id: successorId, sessionId, tokenHash: hashRefreshToken(successorToken), parentId: tokenId, createdAt: new Date(now), expiresAt: new Date(successorExpiresAt) }
-      })
-    })
+    const at = new Date(now)
+    const sealed = keepForGrace ? this.deps.seal.seal(successorToken, tokenId) : null
+    const sealExpiresAt = keepForGrace ? new Date(now + this.lifetimes.reuseGrace * 1000) : null
+    const [touched, retired, inserted] = await this.db.$transaction([
+      this.db.$executeRaw`UPDATE "Session" SET "lastUsedAt" = ${at} WHERE "id" = ${sessionId} AND "revokedAt" IS NULL`,
+      this.db.$executeRaw`
+        UPDATE "RefreshToken" SET "retiredAt" = ${at}, "retiredReason" = 'rotated', "successorId" = ${successorId},
+               "successorSealed" = ${sealed}, "sealExpiresAt" = ${sealExpiresAt}
+        WHERE "id" = ${tokenId} AND "retiredAt" IS NULL`,
+      this.db.$executeRaw`
+        INSERT INTO "RefreshToken" ("id", "sessionId", "tokenHash", "parentId", "createdAt", "expiresAt")
+        SELECT ${successorId}, ${sessionId}, ${hashRefreshToken(successorToken)}, ${tokenId}, ${at}, ${new Date(successorExpiresAt)}
+        WHERE EXISTS (SELECT 1 FROM "RefreshToken" WHERE "id" = ${tokenId} AND "successorId" = ${successorId})
+          AND EXISTS (SELECT 1 FROM "Session" WHERE "id" = ${sessionId} AND "revokedAt" IS NULL)`
+    ])
+    return touched === 1 && retired === 1 && inserted === 1
   }
 
   /** The live session a refresh token belongs to (any token of the family), for logout. */

@@ -16,7 +16,8 @@ export function createDbClient (database: DatabaseConfig): Db {
     // timeout is SQLite's busy timeout: a writer waits this long for another process's lock.
     return new SqliteClient({ adapter: new PrismaBetterSqlite3({ url: database.file, timeout: 5000 }) })
   }
-  const adapter = new PrismaPg({ connectionString: database.url, max: 10 }, { schema: database.schema })
+  // search_path makes raw queries (src/auth/sessions.ts) address the same schema as generated ones.
+  const adapter = new PrismaPg({ connectionString: database.url, max: 10, options: `-c search_path="${database.schema}"` }, { schema: database.schema })
   // Same models, other provider: the two generated clients differ only in provider-specific extras we do not use.
   return new PostgresClient({ adapter }) as unknown as Db
 }

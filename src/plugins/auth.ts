@@ -7,7 +7,7 @@
 // → isAccessTokenRevoked against the in-memory revocation list. No database round trip.
 import { randomUUID } from 'node:crypto'
 import fastifyJwt from '@fastify/jwt'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { AccountService } from '../auth/accounts.js'
 import { LoginThrottle, MemoryFailureCounterStore, RedisFailureCounterStore } from '../auth/login-throttle.js'
@@ -57,6 +57,7 @@ declare module 'fastify' {
 export const ACCESS_TOKEN_TYPE = 'at+jwt'
 const REQUIRED_CLAIMS = ['iss', 'aud', 'sub', 'sid', 'ver', 'jti', 'iat', 'exp']
 const BEARER = /^Bearer +([^ ]+) *$/i
+const VERIFIED_TOKENS_KEPT = 10_000
 
 export interface AuthPluginOptions { config: Config, clock: Clock }
 
@@ -71,10 +72,7 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
     allowedAud: config.jwt.audience,
     requiredClaims: REQUIRED_CLAIMS,
     checkTyp: ACCESS_TOKEN_TYPE,
-    complete: true,
-    // Verification results (valid or not) are remembered per token, never past the token's exp.
-    cache: 10_000,
-    cacheTTL: config.ttl.accessToken * 1000
+    complete: true
   })
   await fastify.register(fastifyJwt, {
     secret: current.alg === 'HS256' ? current.signWith : { private: current.signWith, public: current.verifyWith },
@@ -97,11 +95,27 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
     verifiers.set(key.kid, (token) => jwt.verify(token))
   }
   /** The verifier named by the token's kid; with a single key the kid is checked after verifying. */
-  const verifyAccessJwt = (token: string): AccessTokenPayload => {
+  const verifySignedToken = (token: string): AccessTokenPayload => {
     const verify = verifiers.size === 1 ? verifiers.get(current.kid)! : verifiers.get(readKid(token) ?? '')
     if (verify === undefined) throw new TokenInvalid()
     const { header, payload } = verify(token)
     if (header.kid === undefined || !verifiers.has(header.kid)) throw new TokenInvalid()
+    return payload
+  }
+  // A client sends the same access token with every request for its lifetime, and the signature
+  // check is most of the cost of a protected request: tokens that passed it are remembered (by their
+  // exact text, bounded, oldest forgotten first) until they expire. Revocation is checked on every
+  // request all the same.
+  const verified = new Map<string, AccessTokenPayload>()
+  const verifyAccessJwt = (token: string): AccessTokenPayload => {
+    const known = verified.get(token)
+    if (known !== undefined) {
+      if (known.exp * 1000 > Date.now()) return known
+      verified.delete(token)
+    }
+    const payload = verifySignedToken(token)
+    if (verified.size >= VERIFIED_TOKENS_KEPT) verified.delete(verified.keys().next().value!)
+    verified.set(token, payload)
     return payload
   }
 
@@ -162,19 +176,27 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   fastify.decorate('verifyAccessToken', verifyAccessToken)
   fastify.decorateRequest('principal', null)
 
-  fastify.addHook('onRequest', function protect (request, reply, done) {
-    if (config.accessTokenQueryParam && (request.query as Record<string, unknown> | undefined)?.access_token !== undefined) {
-      // A URL that carries a credential must not be kept by any cache, whatever route it names.
-      void reply.header('cache-control', 'private, no-store')
-    }
-    if (request.routeOptions.config.public === true || request.is404) return done()
+  // Protected by default: every route gets the check unless its config says `public: true`. Attached
+  // per route, so public routes and unknown URLs (404) pay nothing for it.
+  const protect: onRequestHookHandler = function protect (request, _reply, done) {
     try {
       request.principal = verifyAccessToken(request)
     } catch (error) {
       return done(error as Error)
     }
     done()
+  }
+  fastify.addHook('onRoute', (route) => {
+    if (route.config?.public === true) return
+    route.onRequest = route.onRequest === undefined ? [protect] : [...[route.onRequest].flat(), protect]
   })
+  if (config.accessTokenQueryParam) {
+    fastify.addHook('onRequest', function noStoreTokenUrls (request, reply, done) {
+      // A URL that carries a credential must not be kept by any cache, whatever route it names.
+      if ((request.query as Record<string, unknown> | undefined)?.access_token !== undefined) void reply.header('cache-control', 'private, no-store')
+      done()
+    })
+  }
 
   // Other instances' revocations arrive by polling the event log; expired entries are forgotten.
   const poll = setInterval(() => {

@@ -1,7 +1,7 @@
 // Access tokens in the query string (ACCESS_TOKEN_QUERY_PARAM): answers to a URL that carries one are
 // never cached (Cache-Control: private, no-store), and no log line ever holds the token, whether the
 // request was served, refused, unrouted or malformed, and whether the option is on or off. Also the
-// security headers (@fastify/helmet) every answer carries.
+// security headers (helmet, src/plugins/security-headers.ts) every answer carries.
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import { PASSWORD, bearer, json, signedIn, testApp, testDatabases } from '../helpers.js'
