@@ -190,13 +190,14 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
     if (route.config?.public === true) return
     route.onRequest = route.onRequest === undefined ? [protect] : [...[route.onRequest].flat(), protect]
   })
-  if (config.accessTokenQueryParam) {
-    fastify.addHook('onRequest', function noStoreTokenUrls (request, reply, done) {
-      // A URL that carries a credential must not be kept by any cache, whatever route it names.
-      if ((request.query as Record<string, unknown> | undefined)?.access_token !== undefined) void reply.header('cache-control', 'private, no-store')
-      done()
-    })
-  }
+  fastify.addHook('onRequest', function noStoreTokenUrls (request, reply, done) {
+    // A URL that carries a credential (accepted or not) must not be kept by any cache, nor passed on
+    // as a referrer, whatever route it names.
+    if ((request.query as Record<string, unknown> | undefined)?.access_token !== undefined) {
+      void reply.header('cache-control', 'private, no-store').header('referrer-policy', 'no-referrer')
+    }
+    done()
+  })
 
   // Other instances' revocations arrive by polling the event log; expired entries are forgotten.
   const poll = setInterval(() => {
