@@ -1,0 +1,184 @@
+// Turns the measured rows into the three outputs: a plain-text table (stdout), a markdown report with
+// the machine it ran on, and an SVG bar chart of each ratio against its goal.
+import { readFileSync } from 'node:fs'
+import { availableParallelism, totalmem } from 'node:os'
+
+export function machineInfo () {
+  let cpuModel = 'unknown'
+  try {
+    cpuModel = (/^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8')) ?? [])[1] ?? cpuModel
+  } catch {}
+  return {
+    cpuModel,
+    cores: availableParallelism(),
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`
+  }
+}
+
+const fmt = {
+  num: (value, digits = 0) => (value === undefined || value === null || Number.isNaN(value) ? '' : value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })),
+  ms: (value) => (value === undefined || value === null ? '' : String(value))
+}
+
+/** The table's cells for one row, as strings. */
+function cells (row) {
+  return [
+    row.scenario,
+    row.connections === undefined ? '' : String(row.connections),
+    fmt.num(row.reqPerSec),
+    fmt.ms(row.p50),
+    fmt.ms(row.p99),
+    row.errors === undefined ? '' : String(row.errors),
+    row.ratioText ?? '',
+    row.goalText ?? '',
+    row.pass === undefined ? '' : (row.pass ? 'PASS' : 'FAIL')
+  ]
+}
+
+const HEADER = ['scenario', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'ratio', 'goal', 'result']
+
+export function textTable (rows) {
+  const body = rows.map(cells)
+  const widths = HEADER.map((title, column) => Math.max(title.length, ...body.map((line) => line[column].length)))
+  const numeric = new Set([1, 2, 3, 4, 5])
+  const line = (values) => values.map((value, column) => (numeric.has(column) ? value.padStart(widths[column]) : value.padEnd(widths[column]))).join('  ')
+  return [line(HEADER), widths.map((width) => '-'.repeat(width)).join('  '), ...body.map(line)].join('\n')
+}
+
+export function markdownTable (rows) {
+  return [
+    `| ${HEADER.join(' | ')} |`,
+    '|---|---:|---:|---:|---:|---:|---|---|---|',
+    ...rows.map((row) => `| ${cells(row).map((cell) => cell.replace(/\|/g, '\\|')).join(' | ')} |`)
+  ].join('\n')
+}
+
+export function markdownReport (report) {
+  const { meta, rows, runs } = report
+  const runLines = [
+    '| run | round | conns | req/s | p50 ms | p99 ms | errors | server CPU % | server CPU µs/req | load-gen CPU % | database CPU % | other processes CPU % |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...runs.map((run) => `| ${run.label} | ${run.round ?? ''} | ${run.connections} | ${fmt.num(run.reqPerSec)} | ${run.p50} | ${run.p99} | ${run.errors} | ${run.serverCpu ?? ''} | ${run.serverCpuPerRequestUs ?? ''} | ${run.loadgenCpu ?? ''} | ${run.databaseCpu ?? ''} | ${run.othersCpu ?? ''} |`)
+  ]
+  return [
+    `# Benchmark: ${meta.database}`,
+    '',
+    `${meta.date} · ${meta.machine.cpuModel} · ${meta.machine.cores} cores · ${meta.machine.memoryGiB} GiB · Node ${meta.machine.node} · ${meta.machine.platform}`,
+    '',
+    `Command: \`${meta.command}\``,
+    '',
+    markdownTable(rows),
+    '',
+    '## How to read it',
+    '',
+    ...meta.method.map((line) => `- ${line}`),
+    '',
+    '## Summary',
+    '',
+    ...report.summary.map((line) => `- ${line}`),
+    '',
+    ...memorySection(report.results.memory),
+    '## Every measured run',
+    '',
+    'CPU is a share of one core over the run (the machine has ' + meta.machine.cores + '); server CPU µs/req is the server\'s CPU time per answered request (the bare rows: the bare server\'s), which other load on the machine moves much less than req/s. "Other processes" is the machine\'s busy time minus the server, the load generator and (PostgreSQL runs) the database server: anything above a few percent means something else competed for the cores and the numbers are noisy. Warm-up runs are not listed.',
+    '',
+    ...runLines,
+    ''
+  ].join('\n')
+}
+
+function memorySection (memory) {
+  if (memory?.timeline === undefined) return []
+  return [
+    '## Server memory after each phase',
+    '',
+    '| after | RSS MiB | peak so far MiB |',
+    '|---|---:|---:|',
+    ...memory.timeline.map((entry) => `| ${entry.after} | ${entry.rssMiB} | ${entry.peakMiB ?? ''} |`),
+    ''
+  ]
+}
+
+const escapeXml = (text) => String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+
+/**
+ * A hand-written SVG: one bar per goal. The throughput ratios share a log axis (they span 0.03 to 1);
+ * the lower-is-better goals (p99 under a login storm, memory) each get a linear axis of their own.
+ * Every bar carries its goal as a dashed line; green meets it, red does not.
+ */
+export function svgChart (report) {
+  const { bars, meta } = report
+  const width = 1010
+  const labelWidth = 250
+  const plotWidth = 440
+  const rowHeight = 34
+  const top = 70
+  const parts = []
+  let y = top
+  const text = (x, yy, content, attrs = '') => parts.push(`<text x="${x}" y="${yy}" ${attrs}>${escapeXml(content)}</text>`)
+
+  const section = (title) => {
+    y += 10
+    text(12, y + 14, title, 'font-weight="bold"')
+    y += 26
+  }
+
+  const logValues = bars.filter((bar) => bar.axis === 'log').map((bar) => bar.value).filter((value) => value > 0)
+  const logAxis = {
+    min: 10 ** Math.floor(Math.log10(Math.min(0.01, ...logValues.map((value) => value / 1.5)))),
+    max: Math.max(2, ...logValues.map((value) => value * 1.2))
+  }
+  const logX = (value) => labelWidth + (Math.log10(Math.max(value, logAxis.min) / logAxis.min) / Math.log10(logAxis.max / logAxis.min)) * plotWidth
+
+  const drawBar = (bar, toX) => {
+    const color = bar.pass === undefined ? '#7f8c8d' : bar.pass ? '#2e8b57' : '#c0392b'
+    text(labelWidth - 8, y + rowHeight / 2 + 4, bar.label, 'text-anchor="end"')
+    const x0 = labelWidth
+    const x1 = Math.max(x0 + 1, toX(bar.value))
+    parts.push(`<rect x="${x0}" y="${y + 6}" width="${(x1 - x0).toFixed(1)}" height="${rowHeight - 12}" fill="${color}" rx="2"/>`)
+    if (bar.goal !== undefined) {
+      const gx = toX(bar.goal).toFixed(1)
+      parts.push(`<line x1="${gx}" x2="${gx}" y1="${y + 2}" y2="${y + rowHeight - 2}" stroke="#222" stroke-width="2" stroke-dasharray="4 2"/>`)
+    }
+    text(labelWidth + plotWidth + 10, y + rowHeight / 2 + 4, bar.valueText)
+    y += rowHeight
+  }
+
+  section('Throughput ratio (log scale; dashed line = goal, higher is better)')
+  const logBars = bars.filter((bar) => bar.axis === 'log')
+  const axisTop = y
+  const axisBottom = y + logBars.length * rowHeight
+  // Grid first, so bars and goal lines are drawn over it.
+  for (const tick of [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 2].filter((value) => value >= logAxis.min && value <= logAxis.max)) {
+    const x = logX(tick).toFixed(1)
+    parts.push(`<line x1="${x}" x2="${x}" y1="${axisTop}" y2="${axisBottom}" stroke="#e3e3e3" stroke-width="1"/>`)
+    text(x, axisBottom + 14, String(tick), 'text-anchor="middle" fill="#555" font-size="11"')
+  }
+  for (const bar of logBars) drawBar(bar, logX)
+  y += 22
+
+  const linearBars = bars.filter((bar) => bar.axis === 'linear')
+  if (linearBars.length > 0) {
+    section('Lower is better (each on its own linear scale; dashed line = limit)')
+    for (const bar of linearBars) {
+      const max = Math.max(bar.goal * 2, bar.value * 1.15)
+      drawBar(bar, (value) => labelWidth + (Math.min(value, max) / max) * plotWidth)
+    }
+  }
+
+  const height = y + 36
+  const title = `${meta.database}: ratios measured in one run, ${meta.date.slice(0, 10)}`
+  const subtitle = `${meta.machine.cpuModel}, ${meta.machine.cores} cores, Node ${meta.machine.node}`
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="13">`,
+    `<rect width="${width}" height="${height}" fill="#fff"/>`,
+    `<text x="12" y="24" font-size="16" font-weight="bold">${escapeXml(title)}</text>`,
+    `<text x="12" y="44" fill="#555">${escapeXml(subtitle)}</text>`,
+    ...parts,
+    `<text x="12" y="${height - 12}" fill="#555" font-size="11">green: goal met · red: goal missed · grey: no goal on this database</text>`,
+    '</svg>',
+    ''
+  ].join('\n')
+}
