@@ -1,6 +1,5 @@
 // buildApp(config): the whole server, with its plugins registered in this visible order. Nothing runs
 // at import; server.ts and the tests call this.
-import cookie from '@fastify/cookie'
 import cors from '@fastify/cors'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Clock } from './auth/token-rules.js'
@@ -101,7 +100,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     maxAge: 600
   })
   await fastify.register(securityHeaders)
-  await fastify.register(cookie)
   await fastify.register(redis, { url: config.redisUrl })
   await fastify.register(rateLimits)
   await fastify.register(database, { database: config.database })

@@ -2,6 +2,7 @@
 // Each handler reads the request, calls the auth domain (src/auth/), and shapes the answer;
 // the decisions about tokens are made in src/auth/token-rules.ts.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import cookie from '@fastify/cookie'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { SessionContext } from '../../auth/sessions.js'
 import { NotFound, RefreshInvalid } from '../../errors.js'
@@ -22,65 +23,71 @@ export default async function authRoutes (app: FastifyInstance) {
   /** The unauthenticated endpoints share a per-address request budget. */
   const publicLimited = { public: true, rateLimit: { max: config.rateLimitMax, timeWindow: 60_000 } }
 
-  if (config.allowRegistration) {
-    fastify.post('/auth/register', {
-      config: publicLimited,
-      schema: { body: RegisterBody, response: { 201: UserResponse } }
-    }, async (request, reply) => {
-      const user = await accounts.register(request.body.username, request.body.password)
-      return reply.code(201).send({ user })
-    })
-  }
+  // The routes that read or write the refresh cookie; only they pay for cookie parsing.
+  await fastify.register(async function cookieRoutes (app) {
+    const fastify = app.withTypeProvider<TypeBoxTypeProvider>()
+    await fastify.register(cookie)
 
-  fastify.post('/auth/login', {
-    config: publicLimited,
-    schema: { body: LoginBody, response: { 200: TokenResponse } }
-  }, async (request, reply) => {
-    const { username, password, client = 'mobile' } = request.body
-    const issued = await accounts.login(username, password, request.ip, sessionContext(request, client))
-    return sendTokens(reply, config, issued)
-  })
-
-  fastify.post('/auth/refresh', {
-    config: publicLimited,
-    schema: { body: RefreshBody, response: { 200: TokenResponse } }
-  }, async (request, reply) => {
-    const presented = presentedRefreshToken(request, config)
-    if (presented === undefined) throw new RefreshInvalid()
-    const issued = await sessions.refresh(presented.token)
-    return sendTokens(reply, config, issued)
-  })
-
-  // Ends the session named by the refresh token (body or cookie), or else by the access token.
-  fastify.post('/auth/logout', {
-    config: { public: true },
-    schema: { body: RefreshBody }
-  }, async (request, reply) => {
-    const presented = presentedRefreshToken(request, config)
-    if (presented?.via === 'cookie') clearRefreshCookie(reply, config)
-    if (presented !== undefined) {
-      const session = await sessions.findLiveSession(presented.token)
-      if (session === null) throw new RefreshInvalid()
-      await sessions.revokeSession(session.id, 'logout')
-    } else {
-      const principal = fastify.verifyAccessToken(request)
-      await sessions.revokeSession(principal.sessionId, 'logout', principal.userId)
+    if (config.allowRegistration) {
+      fastify.post('/auth/register', {
+        config: publicLimited,
+        schema: { body: RegisterBody, response: { 201: UserResponse } }
+      }, async (request, reply) => {
+        const user = await accounts.register(request.body.username, request.body.password)
+        return reply.code(201).send({ user })
+      })
     }
-    return reply.code(204).send()
-  })
 
-  fastify.post('/auth/logout-all', async (request, reply) => {
-    await sessions.logoutEverywhere(request.principal!.userId)
-    return reply.code(204).send()
-  })
+    fastify.post('/auth/login', {
+      config: publicLimited,
+      schema: { body: LoginBody, response: { 200: TokenResponse } }
+    }, async (request, reply) => {
+      const { username, password, client = 'mobile' } = request.body
+      const issued = await accounts.login(username, password, request.ip, sessionContext(request, client))
+      return sendTokens(reply, config, issued)
+    })
 
-  fastify.post('/auth/password', {
-    schema: { body: PasswordBody, response: { 200: TokenResponse } }
-  }, async (request, reply) => {
-    const principal = request.principal!
-    const issued = await accounts.changePassword(
-      principal.userId, request.body.currentPassword, request.body.newPassword, request.ip, sessionContext(request, principal.client))
-    return sendTokens(reply, config, issued)
+    fastify.post('/auth/refresh', {
+      config: publicLimited,
+      schema: { body: RefreshBody, response: { 200: TokenResponse } }
+    }, async (request, reply) => {
+      const presented = presentedRefreshToken(request, config)
+      if (presented === undefined) throw new RefreshInvalid()
+      const issued = await sessions.refresh(presented.token)
+      return sendTokens(reply, config, issued)
+    })
+
+    // Ends the session named by the refresh token (body or cookie), or else by the access token.
+    fastify.post('/auth/logout', {
+      config: { public: true },
+      schema: { body: RefreshBody }
+    }, async (request, reply) => {
+      const presented = presentedRefreshToken(request, config)
+      if (presented?.via === 'cookie') clearRefreshCookie(reply, config)
+      if (presented !== undefined) {
+        const session = await sessions.findLiveSession(presented.token)
+        if (session === null) throw new RefreshInvalid()
+        await sessions.revokeSession(session.id, 'logout')
+      } else {
+        const principal = fastify.verifyAccessToken(request)
+        await sessions.revokeSession(principal.sessionId, 'logout', principal.userId)
+      }
+      return reply.code(204).send()
+    })
+
+    fastify.post('/auth/logout-all', async (request, reply) => {
+      await sessions.logoutEverywhere(request.principal!.userId)
+      return reply.code(204).send()
+    })
+
+    fastify.post('/auth/password', {
+      schema: { body: PasswordBody, response: { 200: TokenResponse } }
+    }, async (request, reply) => {
+      const principal = request.principal!
+      const issued = await accounts.changePassword(
+        principal.userId, request.body.currentPassword, request.body.newPassword, request.ip, sessionContext(request, principal.client))
+      return sendTokens(reply, config, issued)
+    })
   })
 
   fastify.get('/auth/me', { schema: { response: { 200: UserResponse } } }, async (request) => {
