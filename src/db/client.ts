@@ -2,6 +2,7 @@
 // models (prisma/models.prisma), so the app is typed against one of them: `Db`.
 import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3'
 import { PrismaPg } from '@prisma/adapter-pg'
+import { Mutex } from 'async-mutex'
 import type Database from 'better-sqlite3'
 import type { DatabaseConfig } from '../config.js'
 import { PrismaClient as PostgresClient } from '../generated/postgresql/client.js'
@@ -15,7 +16,7 @@ export type { RefreshToken, Session, User } from '../generated/sqlite/client.js'
 export function createDbClient (database: DatabaseConfig): Db {
   if (database.provider === 'sqlite') {
     // timeout is SQLite's busy timeout: a writer waits this long for another process's lock.
-    return new SqliteClient({ adapter: new StatementCachingSqlite({ url: database.file, timeout: 5000 }) })
+    return new SqliteClient({ adapter: new IsolatedSqlite({ url: database.file, timeout: 5000 }) })
   }
   // search_path makes raw queries (src/auth/sessions.ts) address the same schema as generated ones.
   const adapter = new PrismaPg({ connectionString: database.url, max: 10, options: `-c search_path="${database.schema}"` }, { schema: database.schema })
@@ -24,14 +25,35 @@ export function createDbClient (database: DatabaseConfig): Db {
 }
 
 /**
- * Prisma's better-sqlite3 adapter compiles every statement anew (`prepare` on each query), which
- * profiles show as a large share of a query's cost. This connection hands it compiled statements
- * from a bounded cache instead; each use binds its own arguments at call time.
+ * The SQLite connection Prisma uses, with two changes to its better-sqlite3 adapter:
+ * - Isolation: the app shares one connection, and the adapter serializes transactions only with each
+ *   other. A query from another request that ran while a transaction was open would run inside it
+ *   (seeing its uncommitted rows, and lost if it rolled back). Here every query waits for the open
+ *   transaction to end, as it would on a connection of its own.
+ * - Speed: the adapter compiles every statement anew; compiled statements are reused from a bounded
+ *   cache instead, each use binding its own arguments.
  */
-class StatementCachingSqlite extends PrismaBetterSqlite3 {
+class IsolatedSqlite extends PrismaBetterSqlite3 {
   override async connect (): ReturnType<PrismaBetterSqlite3['connect']> {
     const adapter = await super.connect()
     reusePreparedStatements((adapter as unknown as { client: Database.Database }).client)
+    const lock = new Mutex()
+    const { queryRaw, executeRaw, startTransaction } = adapter
+    adapter.queryRaw = async (query) => lock.runExclusive(() => queryRaw.call(adapter, query))
+    adapter.executeRaw = async (query) => lock.runExclusive(() => executeRaw.call(adapter, query))
+    adapter.startTransaction = async (isolationLevel) => {
+      const release = await lock.acquire()
+      try {
+        const transaction = await startTransaction.call(adapter, isolationLevel)
+        const { commit, rollback } = transaction
+        transaction.commit = async () => { try { await commit.call(transaction) } finally { release() } }
+        transaction.rollback = async () => { try { await rollback.call(transaction) } finally { release() } }
+        return transaction
+      } catch (error) {
+        release()
+        throw error
+      }
+    }
     return adapter
   }
 }
