@@ -100,6 +100,7 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
     if (verify === undefined) throw new TokenInvalid()
     const { header, payload } = verify(token)
     if (header.kid === undefined || !verifiers.has(header.kid)) throw new TokenInvalid()
+    if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string' || !Number.isSafeInteger(payload.ver)) throw new TokenInvalid()
     return payload
   }
   // A client sends the same access token with every request for its lifetime, and the signature
@@ -164,7 +165,6 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
     } catch (error) {
       throw (error as { code?: string }).code === 'FAST_JWT_EXPIRED' ? new TokenExpired() : new TokenInvalid()
     }
-    if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string' || !Number.isSafeInteger(payload.ver)) throw new TokenInvalid()
     if (isAccessTokenRevoked(payload, revocations)) throw new TokenRevoked()
     return { userId: payload.sub, username: payload.preferred_username, sessionId: payload.sid, tokenVersion: payload.ver, client: payload.client_id === 'web' ? 'web' : 'mobile' }
   }
