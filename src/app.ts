@@ -7,6 +7,7 @@ import type { Config } from './config.js'
 import { ValidationFailed } from './errors.js'
 import auth from './plugins/auth.js'
 import database from './plugins/database.js'
+import { lazyRequestLogger, loggerOptions } from './logging.js'
 import errorHandler, { sendError } from './plugins/error-handler.js'
 import rateLimits from './plugins/rate-limit.js'
 import redis from './plugins/redis.js'
@@ -31,46 +32,11 @@ export interface BuildOptions {
   logger?: FastifyServerOptions['logger']
 }
 
-/** Requests are logged without any access token that rode in the query string. */
-function urlWithoutToken (url: string): string {
-  const start = url.indexOf('?')
-  if (start === -1) return url
-  // The query parser decodes keys, so `access%5Ftoken` is the same parameter and must be hidden too.
-  const pairs = url.slice(start + 1).split('&').map((pair) => {
-    const key = pair.split('=', 1)[0]!
-    let name: string
-    try {
-      name = decodeURIComponent(key).toLowerCase()
-    } catch {
-      name = key.toLowerCase()
-    }
-    return name === 'access_token' && pair.includes('=') ? `${key}=[REDACTED]` : pair
-  })
-  return `${url.slice(0, start)}?${pairs.join('&')}`
-}
-
-export function loggerOptions (config: Config): FastifyServerOptions['logger'] {
-  return {
-    level: config.logLevel,
-    redact: {
-      paths: [
-        'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
-        '*.password', '*.currentPassword', '*.newPassword', '*.refreshToken', '*.accessToken', '*.refresh_token', '*.access_token'
-      ],
-      censor: '[REDACTED]'
-    },
-    serializers: {
-      req (request) {
-        return { method: request.method, url: urlWithoutToken(request.url), remoteAddress: request.ip }
-      }
-    }
-  }
-}
-
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const clock = options.clock ?? Date.now
   const fastify = Fastify({
     logger: options.logger ?? loggerOptions(config),
+    childLoggerFactory: lazyRequestLogger,
     trustProxy: config.trustProxy,
     // The largest legitimate body is a login with a 1024-character password.
     bodyLimit: 32 * 1024,

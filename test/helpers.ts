@@ -7,7 +7,8 @@ import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import pg from 'pg'
-import { buildApp, loggerOptions } from '../src/app.js'
+import { buildApp } from '../src/app.js'
+import { loggerOptions } from '../src/logging.js'
 import { type Config, loadConfig } from '../src/config.js'
 
 export type TestDatabase = 'sqlite' | 'postgresql'
@@ -30,7 +31,7 @@ export function testClock (start = Date.now()) {
 }
 export type TestClock = ReturnType<typeof testClock>
 
-interface Teardown { teardown: (fn: () => unknown) => void }
+export interface Teardown { teardown: (fn: () => unknown) => void }
 
 export interface TestAppOptions {
   database?: TestDatabase
