@@ -2,7 +2,8 @@
 // token costs no database round trip.
 //
 // Source of truth: the RevocationEvent table, written in the same transaction as the revocation
-// itself (a session ended, a user's token version raised). This instance applies its own events the
+// itself (a session ended, a user's token version raised), or by a database trigger when a user is
+// deleted or disabled (see the migration user_removal_revokes_tokens). This instance applies its own events the
 // moment they commit (exact here), and polls the table for other instances' events every
 // REVOCATION_POLL_INTERVAL_MS (or at once when told to, e.g. by a Redis message). At start it loads
 // every event whose access tokens may still be alive, so a restart forgets nothing.
@@ -38,7 +39,16 @@ export class RevocationList implements RevocationView {
   private pollAgain: Promise<void> | undefined
   private readonly recordedListeners: Array<() => void> = []
 
-  constructor (private readonly db: Db, private readonly clock: Clock) {}
+  /**
+   * @param relevantUntil when an event made at a given time stops mattering (revocationRelevantUntil):
+   *   no event is kept longer, whatever its own relevantUntil says (events written by database
+   *   triggers do not know the access-token lifetime, so they give the longest one allowed).
+   */
+  constructor (
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly relevantUntil: (createdAt: number) => number = () => Number.POSITIVE_INFINITY
+  ) {}
 
   isSessionRevoked (sessionId: string): boolean {
     return this.revokedSessions.has(sessionId)
@@ -63,7 +73,7 @@ export class RevocationList implements RevocationView {
   }
 
   apply (event: RevocationEventRecord): void {
-    const until = event.relevantUntil.getTime()
+    const until = Math.min(event.relevantUntil.getTime(), this.relevantUntil(event.createdAt.getTime()))
     if (until <= this.clock()) return
     if (event.kind === 'session') {
       this.revokedSessions.set(event.subject, Math.max(until, this.revokedSessions.get(event.subject) ?? 0))

@@ -318,7 +318,11 @@ export class SessionService {
     const tokens = await this.db.refreshToken.deleteMany({
       where: { retiredAt: { lte: new Date(now - this.lifetimes.refreshIdle * 1000) } }
     })
-    const events = await this.db.revocationEvent.deleteMany({ where: { relevantUntil: { lte: new Date(now) } } })
+    // Events from database triggers carry the longest relevance allowed; this configuration's is shorter.
+    const eventsMadeBefore = new Date(now - revocationRelevantUntil(0, this.lifetimes))
+    const events = await this.db.revocationEvent.deleteMany({
+      where: { OR: [{ relevantUntil: { lte: new Date(now) } }, { createdAt: { lte: eventsMadeBefore } }] }
+    })
     return { sealsErased, tokensDeleted: tokens.count, sessionsDeleted: sessions.count, eventsDeleted: events.count }
   }
 

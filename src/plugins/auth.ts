@@ -16,7 +16,7 @@ import { RevocationList } from '../auth/revocation-list.js'
 import { type ClientKind, SessionService } from '../auth/sessions.js'
 import { type SigningAlgorithm, readKid } from '../auth/signing-keys.js'
 import { SuccessorSeal } from '../auth/successor-seal.js'
-import { type AccessTokenClaims, type Clock, isAccessTokenRevoked } from '../auth/token-rules.js'
+import { type AccessTokenClaims, type Clock, isAccessTokenRevoked, revocationRelevantUntil } from '../auth/token-rules.js'
 import type { Config } from '../config.js'
 import { TokenExpired, TokenInvalid, TokenMissing, TokenRevoked, ValidationFailed } from '../errors.js'
 
@@ -121,7 +121,7 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   }
 
   const { db } = fastify
-  const revocations = new RevocationList(db, clock)
+  const revocations = new RevocationList(db, clock, (createdAt) => revocationRelevantUntil(createdAt, config.ttl))
   await revocations.load()
   const passwordHasher = new PasswordHasher(config.passwordHashConcurrency)
   const localCounters = new MemoryFailureCounterStore(clock)

@@ -4,7 +4,7 @@
 import { createHmac, randomUUID } from 'node:crypto'
 import t from 'tap'
 import { TEST_SECRET, bearer, login, signedIn, testApp, testDatabases } from '../helpers.js'
-import { assertAccessWorks, assertTokenRejected, decodeJwt, me, nowSeconds, resign } from './tokens-support.js'
+import { assertAccessRevoked, assertAccessWorks, assertTokenRejected, decodeJwt, me, nowSeconds, resign } from './tokens-support.js'
 
 for (const database of testDatabases()) {
   t.test(`access token rejections (${database})`, async (t) => {
@@ -70,6 +70,37 @@ for (const database of testDatabases()) {
       // Only that user's tokens are affected.
       await assertAccessWorks(t, app, real, user.id, 'another user\'s token')
     })
+  })
+
+  t.test(`a user deleted or disabled in the database loses their access tokens (${database})`, async (t) => {
+    // The API cannot delete or disable users; an operator does it in the database. A trigger writes
+    // the revocation event, which the instance reads at its next poll (called here instead of waiting).
+    const app = await testApp(t, { database })
+    const bystander = await signedIn(app)
+    const deleted = await signedIn(app)
+    const disabled = await signedIn(app)
+    await assertAccessWorks(t, app, deleted.tokens.accessToken, deleted.user.id, 'control: before the deletion')
+
+    await app.db.user.delete({ where: { id: deleted.user.id } })
+    await app.db.user.update({ where: { id: disabled.user.id }, data: { disabled: true } })
+    await app.revocations.poll()
+    await assertAccessRevoked(t, app, deleted.tokens.accessToken, 'a deleted user\'s token')
+    await assertAccessRevoked(t, app, disabled.tokens.accessToken, 'a disabled user\'s token')
+    const order = await app.inject({ method: 'POST', url: '/orders', headers: bearer(deleted.tokens.accessToken), payload: { item: 'x', quantity: 1 } })
+    assertTokenRejected(t, order, 'AUTH_TOKEN_REVOKED', 'a write by a deleted user')
+    await assertAccessWorks(t, app, bystander.tokens.accessToken, bystander.user.id, 'another user\'s token')
+
+    // Re-enabled: older tokens stay refused, a new login works.
+    await app.db.user.update({ where: { id: disabled.user.id }, data: { disabled: false } })
+    const again = await login(app, disabled.username)
+    t.equal(decodeJwt(again.accessToken).claims.ver, 1, 'disabling raised the token version')
+    await assertAccessWorks(t, app, again.accessToken, disabled.user.id, 'a login after re-enabling')
+    await assertAccessRevoked(t, app, disabled.tokens.accessToken, 'the token from before disabling')
+
+    // A restarted instance reads the same events from the log.
+    const restarted = await testApp(t, { sameDatabaseAs: app })
+    await assertAccessRevoked(t, restarted, deleted.tokens.accessToken, 'after a restart: the deleted user\'s token')
+    await assertAccessRevoked(t, restarted, disabled.tokens.accessToken, 'after a restart: the disabled user\'s token')
   })
 
   t.test(`ACCESS_TOKEN_TTL is honoured (${database})`, async (t) => {
