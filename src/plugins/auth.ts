@@ -140,9 +140,10 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
 
   function readToken (request: FastifyRequest): string | undefined {
     const header = request.headers.authorization
-    const fromQuery = config.accessTokenQueryParam ? (request.query as Record<string, unknown> | undefined)?.access_token : undefined
+    const fromQuery = (request.query as Record<string, unknown> | undefined)?.access_token
+    // Two credentials are ambiguous whether or not the query is accepted: refused either way.
     if (header !== undefined && fromQuery !== undefined) throw new ValidationFailed('Send the access token in the Authorization header or the query, not both')
-    if (fromQuery !== undefined) {
+    if (fromQuery !== undefined && config.accessTokenQueryParam) {
       if (typeof fromQuery !== 'string') throw new ValidationFailed('access_token must be given once')
       return fromQuery
     }
