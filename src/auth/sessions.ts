@@ -10,7 +10,7 @@ import type { SuccessorSeal } from './successor-seal.js'
 import {
   type AccessTokenClaims, type Clock, type Lifetimes, type PresentedToken, type SuccessorState, type TokenSession,
   generateRefreshToken, hashRefreshToken, judgeRefreshToken,
-  refreshTokenExpiry, revocationRelevantUntil, sessionExpiry
+  refreshExpiresIn, refreshTokenExpiry, revocationRelevantUntil, sessionExpiry
 } from './token-rules.js'
 
 export type ClientKind = 'mobile' | 'web'
@@ -337,7 +337,7 @@ export class SessionService {
       accessToken: this.deps.signAccessToken({ sub: user.id, sid: sessionId, ver: user.tokenVersion, preferred_username: user.username, client_id: client }),
       expiresIn: this.lifetimes.accessToken,
       refreshToken,
-      refreshExpiresIn: Math.max(0, Math.floor((refreshExpiresAt - now) / 1000)),
+      refreshExpiresIn: refreshExpiresIn(now, refreshExpiresAt, this.lifetimes),
       sessionId,
       client,
       user: { id: user.id, username: user.username }

@@ -45,6 +45,15 @@ export function refreshTokenExpiry (now: number, sessionExpiresAt: number, lifet
   return Math.min(now + lifetimes.refreshIdle * 1000, sessionExpiresAt)
 }
 
+/**
+ * The seconds a refresh token has left, as told to the client (refreshExpiresIn, the cookie's
+ * Max-Age). Rounded up: a token still valid for part of a second must not read as 0, which would
+ * make a browser delete a cookie that still works. Never more than the absolute lifetime.
+ */
+export function refreshExpiresIn (now: number, refreshExpiresAt: number, lifetimes: Lifetimes): number {
+  return Math.min(lifetimes.refreshAbsolute, Math.max(0, Math.ceil((refreshExpiresAt - now) / 1000)))
+}
+
 export function sessionExpiry (loginAt: number, lifetimes: Lifetimes): number {
   return loginAt + lifetimes.refreshAbsolute * 1000
 }

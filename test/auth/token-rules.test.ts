@@ -3,7 +3,7 @@ import t from 'tap'
 import {
   type Lifetimes, type PresentedToken, type RevocationView, type SuccessorState, type TokenSession,
   generateRefreshToken, hashRefreshToken, isAccessTokenRevoked, isWellFormedRefreshToken, judgeRefreshToken,
-  refreshTokenExpiry, revocationRelevantUntil, sessionExpiry
+  refreshExpiresIn, refreshTokenExpiry, revocationRelevantUntil, sessionExpiry
 } from '../../src/auth/token-rules.js'
 
 const lifetimes: Lifetimes = { accessToken: 900, refreshIdle: 3600, refreshAbsolute: 4 * 3600, reuseGrace: 10 }
@@ -87,6 +87,23 @@ t.test('refreshTokenExpiry: idle lifetime from now, never past the absolute end'
   t.equal(refreshTokenExpiry(sessionEnd - 3600 * SECOND, sessionEnd, lifetimes), sessionEnd)
   for (let now = NOW; now < sessionEnd; now += 17 * 60 * SECOND) {
     t.ok(refreshTokenExpiry(now, sessionEnd, lifetimes) <= sessionEnd, `not past the end at +${(now - NOW) / SECOND}s`)
+  }
+})
+
+t.test('refreshExpiresIn: whole seconds left, rounded up, never above the absolute lifetime', async (t) => {
+  t.equal(refreshExpiresIn(NOW, NOW + 3600 * SECOND, lifetimes), 3600)
+  t.equal(refreshExpiresIn(NOW, NOW + 400, lifetimes), 1, '0.4 s left is 1, not 0')
+  t.equal(refreshExpiresIn(NOW, NOW + 59_001, lifetimes), 60)
+  t.equal(refreshExpiresIn(NOW, NOW, lifetimes), 0)
+  t.equal(refreshExpiresIn(NOW, NOW - 5 * SECOND, lifetimes), 0, 'never negative')
+  t.equal(refreshExpiresIn(NOW, NOW + lifetimes.refreshAbsolute * SECOND + 1, lifetimes), lifetimes.refreshAbsolute, 'capped at the absolute lifetime')
+  // A session shorter than the idle lifetime: every token expiry and its reading stay within the absolute end.
+  const short: Lifetimes = { ...lifetimes, refreshIdle: 1_209_600, refreshAbsolute: 60 }
+  const sessionEnd = sessionExpiry(NOW, short)
+  for (const elapsed of [0, 1, 30_500, 59_999]) {
+    const expiresAt = refreshTokenExpiry(NOW + elapsed, sessionEnd, short)
+    t.equal(expiresAt, sessionEnd, `at +${elapsed} ms the token ends with the session`)
+    t.ok(refreshExpiresIn(NOW + elapsed, expiresAt, short) <= 60, 'never told more than the absolute lifetime')
   }
 })
 

@@ -188,6 +188,37 @@ for (const database of testDatabases()) {
       clock.set(loginAt + 121_000)
       assertError(t, await refresh(app, current), 401, 'AUTH_REFRESH_INVALID', 'past the absolute lifetime')
     })
+
+    await t.test('REFRESH_ABSOLUTE_TTL alone (below the idle default) starts, and caps every token', async (t) => {
+      const clock = testClock()
+      const app = await testApp(t, { database, clock, env: { REFRESH_ABSOLUTE_TTL: '60' } })
+      t.equal(app.config.ttl.refreshIdle, 1_209_600, 'the idle lifetime keeps its default')
+      const loginAt = clock()
+      const { user, tokens } = await signedIn(app)
+      t.equal(tokens.refreshExpiresIn, 60, 'login: the absolute lifetime, not the idle one')
+      clock.set(loginAt + 30_000)
+      const renewed = assertTokenResponse(t, await refresh(app, tokens.refreshToken), user)
+      t.equal(renewed.refreshExpiresIn, 30, 'a rotation keeps the absolute end')
+      clock.set(loginAt + 60_000)
+      assertError(t, await refresh(app, renewed.refreshToken), 401, 'AUTH_REFRESH_INVALID', 'at the absolute end')
+    })
+
+    await t.test('refreshExpiresIn rounds up: a token with part of a second left never reads 0', async (t) => {
+      const clock = testClock()
+      const app = await testApp(t, { database, clock, env })
+      const loginAt = clock()
+      const { user, tokens } = await signedIn(app)
+      let current = tokens.refreshToken
+      for (const elapsed of [50_000, 100_000]) {
+        clock.set(loginAt + elapsed)
+        current = assertTokenResponse(t, await refresh(app, current), user).refreshToken
+      }
+      clock.set(loginAt + 119_600)
+      const last = assertTokenResponse(t, await refresh(app, current), user)
+      t.equal(last.refreshExpiresIn, 1, '0.4 s left reads as 1 s')
+      clock.set(loginAt + 119_900)
+      t.equal((await refresh(app, last.refreshToken)).statusCode, 200, 'and the token indeed still works')
+    })
   })
 }
 
