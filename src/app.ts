@@ -63,6 +63,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     credentials: true,
     methods: ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'],
     allowedHeaders: ['Content-Type', 'Authorization', 'X-Requested-With'],
+    // Browser apps must read these to back off (429/503) and to tell an expired token from a missing one.
+    exposedHeaders: ['Retry-After', 'WWW-Authenticate'],
     maxAge: 600
   })
   await fastify.register(securityHeaders)

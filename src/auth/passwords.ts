@@ -52,12 +52,24 @@ export class PasswordHasher {
   }
 }
 
-/** Returns what is wrong with a new password, or null. Length is counted in characters (code points). */
+/**
+ * Length in characters (Unicode code points), as every length rule of the API counts it: the JSON
+ * schemas of /auth/* (Ajv counts code points) and the form fields of /oauth/token alike.
+ */
+export function characterCount (text: string): number {
+  let count = 0
+  for (const _ of text) count++
+  return count
+}
+
+/**
+ * Returns what is wrong with a new password, or null. The contract's rule is its length alone
+ * (8 to 1024 characters, any Unicode); beyond that only the username itself is refused.
+ */
 export function passwordWeakness (password: string, username: string): string | null {
-  const length = [...password].length
+  const length = characterCount(password)
   if (length < PASSWORD_MIN_LENGTH) return `must be at least ${PASSWORD_MIN_LENGTH} characters`
   if (length > PASSWORD_MAX_LENGTH) return `must be at most ${PASSWORD_MAX_LENGTH} characters`
-  if (new Set(password).size < 3) return 'must not repeat one or two characters'
   if (password.normalize('NFKC').toLowerCase() === username.normalize('NFKC').toLowerCase()) return 'must differ from the username'
   return null
 }

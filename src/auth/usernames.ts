@@ -1,6 +1,8 @@
 // Usernames are compared after NFKC normalization and lower-casing, so look-alike forms (full-width
 // letters, ligatures, case) name the same account. The form the user typed is kept for display.
 export const USERNAME_MAX_LENGTH = 64
+/** The longest username a login may send (characters); longer ones are refused as malformed input. */
+export const LOGIN_USERNAME_MAX_LENGTH = 256
 const USERNAME_SHAPE = /^[\p{L}\p{N}][\p{L}\p{N}._@-]{2,63}$/u
 
 export function usernameKey (username: string): string {

@@ -106,3 +106,13 @@ export function isDatabaseUnavailable (error: unknown): boolean {
   // SQLITE_BUSY (5) and its extended codes: another process holds the write lock past the busy timeout.
   return cause !== undefined && (UNAVAILABLE_KINDS.has(cause.kind ?? '') || (cause.kind === 'sqlite' && ((cause.extendedCode ?? 0) & 0xff) === 5))
 }
+
+/**
+ * True when a write referred to a row that no longer exists (Prisma P2003, or the driver adapter's
+ * ForeignKeyConstraintViolation from a raw query): e.g. the user was deleted under a live session.
+ */
+export function isForeignKeyViolation (error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false
+  const { code, meta } = error as { code?: string, meta?: { driverAdapterError?: { cause?: { kind?: string } } } }
+  return code === 'P2003' || meta?.driverAdapterError?.cause?.kind === 'ForeignKeyConstraintViolation'
+}

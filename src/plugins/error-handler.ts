@@ -4,8 +4,8 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { isDatabaseUnavailable } from '../db/client.js'
-import { NotFound } from '../errors.js'
+import { isDatabaseUnavailable, isForeignKeyViolation } from '../db/client.js'
+import { InvalidCredentials, NotFound, TokenRevoked } from '../errors.js'
 
 /** Fastify's own errors, translated to the contract's codes. */
 const FRAMEWORK_CODES: Record<string, { statusCode: number, code: string }> = {
@@ -20,9 +20,20 @@ const CODES_BY_STATUS: Record<number, string> = {
   400: 'VALIDATION_ERROR', 404: 'NOT_FOUND', 405: 'METHOD_NOT_ALLOWED', 413: 'PAYLOAD_TOO_LARGE', 415: 'UNSUPPORTED_MEDIA_TYPE', 429: 'AUTH_RATE_LIMITED'
 }
 
-interface ShapedError { statusCode: number, code: string, message: string }
+export interface ShapedError { statusCode: number, code: string, message: string }
+type HandledError = FastifyError & { retryAfter?: number }
 
-function shape (error: FastifyError & { retryAfter?: number }): ShapedError {
+/**
+ * A write that referred to a vanished row means the caller's account is gone: with a verified
+ * access token that token is worthless (revoked); without one (a login racing the deletion) the
+ * credentials no longer name an account. Never a 5xx.
+ */
+export function translateDatabaseError (request: FastifyRequest, error: HandledError): HandledError {
+  if (!isForeignKeyViolation(error)) return error
+  return (request.principal !== null ? new TokenRevoked() : new InvalidCredentials()) as HandledError
+}
+
+export function shape (error: HandledError): ShapedError {
   if (error.validation !== undefined) return { statusCode: 400, code: 'VALIDATION_ERROR', message: error.message }
   const framework = FRAMEWORK_CODES[error.code]
   if (framework !== undefined) return { ...framework, message: error.message }
@@ -36,7 +47,21 @@ function shape (error: FastifyError & { retryAfter?: number }): ShapedError {
   return { statusCode: 500, code: 'INTERNAL_ERROR', message: '' }
 }
 
-export function sendError (request: FastifyRequest, reply: FastifyReply, error: FastifyError & { retryAfter?: number }): FastifyReply {
+/**
+ * RFC 6750 §3, as the contract words it: every 401 on a protected route challenges, bare when no
+ * credentials came and with invalid_token when they did (a token that failed, or a verified token
+ * whose request still failed authentication, e.g. a wrong current password). A public route
+ * challenges only for the access token it checked itself (logout by access token).
+ */
+function bearerChallenge (request: FastifyRequest, code: string): string | undefined {
+  if (code === 'AUTH_TOKEN_MISSING') return 'Bearer'
+  if (code.startsWith('AUTH_TOKEN_')) return 'Bearer error="invalid_token"'
+  if (request.routeOptions.config.public === true) return undefined
+  return request.principal === null ? 'Bearer' : 'Bearer error="invalid_token"'
+}
+
+export function sendError (request: FastifyRequest, reply: FastifyReply, thrown: HandledError): FastifyReply {
+  const error = translateDatabaseError(request, thrown)
   const shaped = shape(error)
   if (shaped.statusCode >= 500) {
     request.log.error({ err: error }, 'request failed')
@@ -44,11 +69,9 @@ export function sendError (request: FastifyRequest, reply: FastifyReply, error: 
   } else {
     request.log.info({ code: shaped.code, statusCode: shaped.statusCode }, shaped.message)
   }
-  if (shaped.statusCode === 401 && shaped.code.startsWith('AUTH_TOKEN_')) {
-    // RFC 6750 §3: a bare challenge when no credentials came, invalid_token when they did not pass.
-    void reply.header('www-authenticate', shaped.code === 'AUTH_TOKEN_MISSING' ? 'Bearer' : 'Bearer error="invalid_token"')
-  } else if (shaped.statusCode === 401 && request.routeOptions.config.public !== true) {
-    void reply.header('www-authenticate', 'Bearer')
+  if (shaped.statusCode === 401) {
+    const challenge = bearerChallenge(request, shaped.code)
+    if (challenge !== undefined) void reply.header('www-authenticate', challenge)
   }
   if (typeof error.retryAfter === 'number') void reply.header('retry-after', String(error.retryAfter))
   else if (shaped.statusCode === 503) void reply.header('retry-after', '1')

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { PASSWORD_MAX_LENGTH, PasswordHasher, passwordWeakness } from '../../src/auth/passwords.js'
+import { PASSWORD_MAX_LENGTH, PasswordHasher, characterCount, passwordWeakness } from '../../src/auth/passwords.js'
 
 t.test('hashes with argon2id and verifies', async (t) => {
   const hasher = new PasswordHasher(2)
@@ -72,7 +72,15 @@ t.test('passwordWeakness', async (t) => {
   t.equal(passwordWeakness('😀😁😂😃😄😅😆😇', 'alice'), null)
   t.match(passwordWeakness('x'.repeat(PASSWORD_MAX_LENGTH - 2) + 'yz!', 'alice'), /at most 1024/)
   t.equal(passwordWeakness('x'.repeat(PASSWORD_MAX_LENGTH - 2) + 'yz', 'alice'), null)
-  t.match(passwordWeakness('abababababab', 'alice'), /repeat/)
+  // Only the length counts: repeated characters are a valid password (8 to 1024 characters, any Unicode).
+  for (const password of ['aaaaaaaa', 'abababababab', 'a'.repeat(PASSWORD_MAX_LENGTH), '😀'.repeat(8), '😀'.repeat(PASSWORD_MAX_LENGTH)]) {
+    t.equal(passwordWeakness(password, 'alice'), null, `${JSON.stringify(password.slice(0, 4))}… (${[...password].length} characters)`)
+  }
+  t.match(passwordWeakness('a'.repeat(7), 'alice'), /at least 8/)
+  t.match(passwordWeakness('a'.repeat(PASSWORD_MAX_LENGTH + 1), 'alice'), /at most 1024/)
+  t.match(passwordWeakness('😀'.repeat(PASSWORD_MAX_LENGTH + 1), 'alice'), /at most 1024/)
+  t.equal(characterCount('😀'.repeat(PASSWORD_MAX_LENGTH)), PASSWORD_MAX_LENGTH, 'characterCount counts code points')
+  t.equal(characterCount(''), 0)
   t.match(passwordWeakness('Alice.Smith', 'alice.smith'), /differ from the username/)
   t.match(passwordWeakness('ＡＬＩＣＥＳＭＩＴＨ', 'alicesmith'), /differ from the username/, 'compared like usernames')
 })

@@ -98,6 +98,24 @@ for (const database of testDatabases()) {
       assertError(t, withWeak, 401, 'AUTH_INVALID_CREDENTIALS', 'the weak password')
     })
 
+    await t.test('a new password of one repeated character is accepted (only its length counts)', async (t) => {
+      const { user, username, tokens } = await signedIn(app)
+      const response = await changePassword(tokens.accessToken, { currentPassword: PASSWORD, newPassword: 'aaaaaaaa' })
+      assertTokenResponse(t, response, user)
+      t.equal((await login(app, username, 'aaaaaaaa')).user.id, user.id, 'the new password logs in')
+      const issued = json(response)
+      const longest = '😀'.repeat(1024)
+      assertTokenResponse(t, await changePassword(issued.accessToken, { currentPassword: 'aaaaaaaa', newPassword: longest }), user)
+      t.equal((await login(app, username, longest)).user.id, user.id, '1024 emoji log in')
+    })
+
+    await t.test('a wrong current password is 401 with WWW-Authenticate: Bearer error="invalid_token"', async (t) => {
+      const { tokens } = await signedIn(app)
+      const response = await changePassword(tokens.accessToken, { currentPassword: 'not the password 1', newPassword: NEW_PASSWORD })
+      assertError(t, response, 401, 'AUTH_INVALID_CREDENTIALS')
+      t.equal(response.headers['www-authenticate'], 'Bearer error="invalid_token"', 'credentials were sent: RFC 6750 invalid_token')
+    })
+
     await t.test('without an access token it is 401 AUTH_TOKEN_MISSING', async (t) => {
       const { username } = await register(app)
       const response = await app.inject({ method: 'POST', url: '/auth/password', payload: { currentPassword: PASSWORD, newPassword: NEW_PASSWORD } })

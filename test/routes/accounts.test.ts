@@ -59,6 +59,28 @@ for (const database of testDatabases()) {
       t.equal(response.statusCode, 201)
     })
 
+    await t.test('any password of 8 to 1024 characters (code points) is accepted, repeated characters too', async (t) => {
+      for (const password of ['aaaaaaaa', 'a'.repeat(1024), '😀'.repeat(8), '😀'.repeat(1024)]) {
+        const label = `${JSON.stringify(password.slice(0, 4))}… (${[...password].length} characters)`
+        const username = uniqueName()
+        const response = await app.inject({ method: 'POST', url: '/auth/register', payload: { username, password } })
+        t.equal(response.statusCode, 201, `${label}: registered`)
+        t.equal((await login(app, username, password)).user.username, username, `${label}: logs in`)
+      }
+      for (const password of ['a'.repeat(7), '😀'.repeat(7)]) {
+        const response = await app.inject({ method: 'POST', url: '/auth/register', payload: { username: uniqueName(), password } })
+        assertError(t, response, 400, 'AUTH_WEAK_PASSWORD', `${[...password].length} characters`)
+      }
+      for (const password of ['a'.repeat(1025), '😀'.repeat(1025)]) {
+        const response = await app.inject({ method: 'POST', url: '/auth/register', payload: { username: uniqueName(), password } })
+        t.equal(response.statusCode, 400, `${[...password].length} characters: 400`)
+        t.ok(['AUTH_WEAK_PASSWORD', 'VALIDATION_ERROR'].includes(json(response).code), `1025 characters refused (${json(response).code})`)
+      }
+      const sameAsName = uniqueName('carol')
+      const response = await app.inject({ method: 'POST', url: '/auth/register', payload: { username: sameAsName, password: sameAsName.toUpperCase() } })
+      assertError(t, response, 400, 'AUTH_WEAK_PASSWORD', 'the username as password')
+    })
+
     await t.test('unknown fields (tokenVersion, role, userId, id) never change state', async (t) => {
       const victim = await register(app)
       const username = uniqueName('mallory')
@@ -185,5 +207,37 @@ for (const database of testDatabases()) {
         t.notOk('role' in claims)
       }
     })
+  })
+
+  t.test(`an account deleted between the password check and the session insert is refused, never a 5xx (${database})`, async (t) => {
+    const app = await testApp(t, { database })
+    // The row vanishes right after its password was found correct: the session insert then fails on
+    // its foreign key (P2003).
+    const verify = app.passwordHasher.verify.bind(app.passwordHasher)
+    let vanishing: string | undefined
+    app.passwordHasher.verify = async (hash, password) => {
+      const valid = await verify(hash, password)
+      if (vanishing !== undefined) await app.db.user.delete({ where: { id: vanishing } })
+      return valid
+    }
+
+    const viaAuth = await register(app)
+    vanishing = viaAuth.user.id
+    const response = await app.inject({ method: 'POST', url: '/auth/login', payload: { username: viaAuth.username, password: PASSWORD } })
+    assertError(t, response, 401, 'AUTH_INVALID_CREDENTIALS', '/auth/login')
+    t.equal(response.headers['www-authenticate'], undefined, 'a public route: no bearer challenge')
+
+    const viaOAuth = await register(app)
+    vanishing = viaOAuth.user.id
+    const granted = await app.inject({
+      method: 'POST',
+      url: '/oauth/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'password', username: viaOAuth.username, password: PASSWORD }).toString()
+    })
+    t.equal(granted.statusCode, 400, '/oauth/token: 400')
+    t.equal(json(granted).error, 'invalid_grant')
+    t.equal(json(granted).code, 'AUTH_INVALID_CREDENTIALS')
+    t.equal(await app.db.session.count(), 0, 'no session was started')
   })
 }

@@ -169,4 +169,20 @@ for (const database of testDatabases()) {
     const again = await signedIn(app)
     t.same(json(await orderClient(app, again.tokens.accessToken).list()).orders, [], 'another user sees none of it')
   })
+
+  t.test(`an access token whose user was deleted from the database gets a 401, never a 5xx (${database})`, async (t) => {
+    const app = await testApp(t, { database })
+    const { user, tokens } = await signedIn(app)
+    await app.db.user.delete({ where: { id: user.id } })
+    const response = await orderClient(app, tokens.accessToken).create({ item: 'pen', quantity: 1 })
+    t.ok(response.statusCode < 500, `not a 5xx (got ${response.statusCode}: ${response.body.slice(0, 200)})`)
+    t.equal(response.statusCode, 401)
+    const body = json(response)
+    t.same(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'])
+    t.equal(body.statusCode, 401)
+    // Which layer refuses it (the revocation list up front, or the failed insert) is not this test's business.
+    t.ok(['AUTH_TOKEN_REVOKED', 'AUTH_TOKEN_INVALID'].includes(body.code), `code ${body.code}`)
+    t.equal(response.headers['www-authenticate'], 'Bearer error="invalid_token"')
+    t.equal(await app.db.order.count(), 0, 'no order was created')
+  })
 }

@@ -93,6 +93,27 @@ for (const database of testDatabases()) {
     t.ok(next.maxAge! > 0 && next.maxAge! <= 1200, `Max-Age ${next.maxAge} ≤ the 1200 s left of the session`)
   })
 
+  t.test(`a cookie with part of a second left gets Max-Age=1, not 0 (${database})`, async (t) => {
+    const clock = testClock()
+    const app = await testApp(t, { database, clock, env: { REFRESH_IDLE_TTL: '60', REFRESH_ABSOLUTE_TTL: '120' } })
+    const loginAt = clock()
+    const { cookie } = await webLogin(app)
+    let current = cookie
+    for (const elapsed of [50_000, 100_000]) {
+      clock.set(loginAt + elapsed)
+      const renewed = await cookieRequest(app, '/auth/refresh', current)
+      t.equal(renewed.statusCode, 200, `refresh at ${elapsed} ms`)
+      current = refreshCookie(renewed)!.value
+    }
+    clock.set(loginAt + 119_700)
+    const last = await cookieRequest(app, '/auth/refresh', current)
+    t.equal(last.statusCode, 200)
+    const sent = refreshCookie(last)!
+    t.equal(sent.maxAge, 1, 'rounded up, so the browser keeps the still-valid cookie')
+    t.equal(json(last).refreshExpiresIn, 1)
+    t.match(setCookieHeader(last), /Max-Age=1(;|$)/)
+  })
+
   t.test(`refresh by cookie with the CSRF headers rotates the cookie (${database})`, async (t) => {
     const app = await testApp(t, { database })
     const { cookie, user } = await webLogin(app)
@@ -245,6 +266,15 @@ for (const database of testDatabases()) {
     t.equal(refused.statusCode, 403)
     t.equal(refused.headers['access-control-allow-origin'], TEST_ORIGIN)
 
+    // The browser app may read Retry-After (429, 503) and WWW-Authenticate (401) on any response.
+    const unauthorized = await app.inject({ method: 'GET', url: '/auth/me', headers: { origin: TEST_ORIGIN, authorization: 'Bearer not-a-jwt' } })
+    t.equal(unauthorized.statusCode, 401)
+    for (const response of [refreshed, health, refused, unauthorized]) {
+      const exposed = String(response.headers['access-control-expose-headers']).toLowerCase().split(/\s*,\s*/)
+      t.ok(exposed.includes('retry-after'), `${response.statusCode}: Retry-After is exposed`)
+      t.ok(exposed.includes('www-authenticate'), `${response.statusCode}: WWW-Authenticate is exposed`)
+    }
+
     for (const origin of ['https://evil.example.net', 'http://app.example.com', 'null']) {
       const foreignPreflight = await app.inject({
         method: 'OPTIONS', url: '/auth/refresh', headers: { origin, 'access-control-request-method': 'POST' }
@@ -255,6 +285,7 @@ for (const database of testDatabases()) {
       t.equal(foreign.statusCode, 200)
       t.equal(foreign.headers['access-control-allow-origin'], undefined, `${origin}: no allow-origin`)
       t.equal(foreign.headers['access-control-allow-credentials'], undefined, `${origin}: no allow-credentials`)
+      t.equal(foreign.headers['access-control-expose-headers'], undefined, `${origin}: no expose-headers`)
     }
     const noOrigin = await app.inject({ method: 'GET', url: '/health' })
     t.equal(noOrigin.headers['access-control-allow-origin'], undefined)

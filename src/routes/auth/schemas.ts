@@ -2,12 +2,16 @@
 // field that is not listed here never leaves the server.
 import { Type } from '@fastify/type-provider-typebox'
 import { PASSWORD_MAX_LENGTH } from '../../auth/passwords.js'
+import { LOGIN_USERNAME_MAX_LENGTH } from '../../auth/usernames.js'
 import { IdParams, Timestamp, WITHOUT_NUL } from '../shared-schemas.js'
 
 export const User = Type.Object({ id: Type.String(), username: Type.String() })
 
-/** Lengths are checked again by the domain; these bounds only keep absurd input cheap to refuse. */
-const Username = Type.String({ minLength: 1, maxLength: 256, pattern: WITHOUT_NUL })
+/**
+ * Lengths are checked again by the domain; these bounds only keep absurd input cheap to refuse.
+ * Ajv counts them in code points, like characterCount (and /oauth/token, which uses it).
+ */
+const Username = Type.String({ minLength: 1, maxLength: LOGIN_USERNAME_MAX_LENGTH, pattern: WITHOUT_NUL })
 const Password = Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH })
 const RefreshTokenField = Type.String({ minLength: 1, maxLength: 512 })
 

@@ -4,14 +4,20 @@
 // per-address limit. Clients are public (RFC 6749 §2.1): they send client_id, no secret.
 import formbody from '@fastify/formbody'
 import type { FastifyError, FastifyInstance } from 'fastify'
+import { PASSWORD_MAX_LENGTH, characterCount } from '../../auth/passwords.js'
 import { isWellFormedRefreshToken } from '../../auth/token-rules.js'
 import type { IssuedTokens } from '../../auth/sessions.js'
-import { sendError } from '../../plugins/error-handler.js'
+import { LOGIN_USERNAME_MAX_LENGTH } from '../../auth/usernames.js'
+import { sendError, shape, translateDatabaseError } from '../../plugins/error-handler.js'
 
 type OAuthErrorCode = 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unsupported_grant_type'
 
 class OAuthError extends Error {
-  constructor (readonly error: OAuthErrorCode, description: string, readonly statusCode = 400) {
+  /**
+   * @param code the contract's machine code for the same failure (the `code` member of every error
+   * body), beside the RFC 6749 `error`.
+   */
+  constructor (readonly error: OAuthErrorCode, description: string, readonly code: string, readonly statusCode = 400) {
     super(description)
   }
 }
@@ -19,10 +25,19 @@ class OAuthError extends Error {
 /** How the domain's errors read in OAuth terms (RFC 6749 §5.2). */
 const GRANT_ERRORS = new Set(['AUTH_INVALID_CREDENTIALS', 'AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED'])
 
+/**
+ * An RFC 6749 §5.2 body (error, error_description) that also has the contract's error shape:
+ * statusCode, code (the contract's machine code) and message. `error` stays the OAuth code, as
+ * OAuth clients require; the extra members are ignored by them (RFC 6749 §8.2 allows them).
+ */
+function oauthErrorBody (statusCode: number, error: OAuthErrorCode, code: string, description: string) {
+  return { error, error_description: description, statusCode, code, message: description }
+}
+
 function requireParameter (body: Record<string, unknown>, name: string): string {
   const value = body[name]
-  if (value === undefined || value === '') throw new OAuthError('invalid_request', `Missing parameter: ${name}`)
-  if (typeof value !== 'string') throw new OAuthError('invalid_request', `Parameter ${name} must be given once`)
+  if (value === undefined || value === '') throw new OAuthError('invalid_request', `Missing parameter: ${name}`, 'VALIDATION_ERROR')
+  if (typeof value !== 'string') throw new OAuthError('invalid_request', `Parameter ${name} must be given once`, 'VALIDATION_ERROR')
   return value
 }
 
@@ -32,19 +47,23 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
   fastify.removeAllContentTypeParsers()
   await fastify.register(formbody)
 
-  fastify.setErrorHandler((error: FastifyError & { retryAfter?: number }, request, reply) => {
+  fastify.setErrorHandler((thrown: FastifyError & { retryAfter?: number }, request, reply) => {
     void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
-    if (error instanceof OAuthError) {
-      if (error.statusCode === 401) void reply.header('www-authenticate', 'Basic realm="oauth"')
-      return reply.status(error.statusCode).send({ error: error.error, error_description: error.message })
+    if (thrown instanceof OAuthError) {
+      if (thrown.statusCode === 401) void reply.header('www-authenticate', 'Basic realm="oauth"')
+      return reply.status(thrown.statusCode).send(oauthErrorBody(thrown.statusCode, thrown.error, thrown.code, thrown.message))
     }
-    if (GRANT_ERRORS.has(error.code)) return reply.status(400).send({ error: 'invalid_grant', error_description: error.message })
+    // An account deleted between lookup and session insert reads as bad credentials, not a 5xx.
+    const error = translateDatabaseError(request, thrown)
+    if (GRANT_ERRORS.has(error.code)) return reply.status(400).send(oauthErrorBody(400, 'invalid_grant', error.code, error.message))
     if (error.code === 'AUTH_RATE_LIMITED') {
       void reply.header('retry-after', String(error.retryAfter ?? 60))
-      return reply.status(429).send({ error: 'invalid_request', error_description: error.message })
+      return reply.status(429).send(oauthErrorBody(429, 'invalid_request', error.code, error.message))
     }
-    const status = error.statusCode ?? 500
-    if (status >= 400 && status < 500) return reply.status(status).send({ error: 'invalid_request', error_description: error.message })
+    const shaped = shape(error)
+    if (shaped.statusCode >= 400 && shaped.statusCode < 500) {
+      return reply.status(shaped.statusCode).send(oauthErrorBody(shaped.statusCode, 'invalid_request', shaped.code, shaped.message))
+    }
     return sendError(request, reply, error)
   })
 
@@ -54,23 +73,26 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
     const body = (request.body ?? {}) as Record<string, unknown>
     if (request.headers.authorization !== undefined) {
       // No confidential clients are registered: a client that authenticates cannot be verified.
-      throw new OAuthError('invalid_client', 'Client authentication is not supported; send client_id as a public client', 401)
+      throw new OAuthError('invalid_client', 'Client authentication is not supported; send client_id as a public client', 'OAUTH_INVALID_CLIENT', 401)
     }
     const grantType = requireParameter(body, 'grant_type')
     let issued: IssuedTokens
     if (grantType === 'password') {
       const username = requireParameter(body, 'username')
       const password = requireParameter(body, 'password')
-      if (username.length > 256 || password.length > 1024) throw new OAuthError('invalid_request', 'username or password too long')
+      // Counted in characters, as /auth/login's schema counts them: the same password works at both doors.
+      if (characterCount(username) > LOGIN_USERNAME_MAX_LENGTH || characterCount(password) > PASSWORD_MAX_LENGTH) {
+        throw new OAuthError('invalid_request', 'username or password too long', 'VALIDATION_ERROR')
+      }
       issued = await accounts.login(username, password, request.ip, {
         client: 'mobile', userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip
       })
     } else if (grantType === 'refresh_token') {
       const refreshToken = requireParameter(body, 'refresh_token')
-      if (!isWellFormedRefreshToken(refreshToken)) throw new OAuthError('invalid_grant', 'The refresh token is invalid')
+      if (!isWellFormedRefreshToken(refreshToken)) throw new OAuthError('invalid_grant', 'The refresh token is invalid', 'AUTH_REFRESH_INVALID')
       issued = await sessions.refresh(refreshToken)
     } else {
-      throw new OAuthError('unsupported_grant_type', 'grant_type must be password or refresh_token')
+      throw new OAuthError('unsupported_grant_type', 'grant_type must be password or refresh_token', 'VALIDATION_ERROR')
     }
     void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
     return {
