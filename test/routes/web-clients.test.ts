@@ -201,6 +201,19 @@ for (const database of testDatabases()) {
     t.equal(json(me).code, 'AUTH_TOKEN_REVOKED')
   })
 
+  t.test(`logout with a malformed cookie still clears it, once the CSRF check passed (${database})`, async (t) => {
+    const app = await testApp(t, { database })
+    const out = await cookieRequest(app, '/auth/logout', 'not-a-refresh-token')
+    assertError(t, out, 400, 'VALIDATION_ERROR')
+    const cleared = refreshCookie(out)
+    t.ok(cleared, 'a Set-Cookie for the same name')
+    t.equal(cleared?.maxAge, 0, 'Max-Age=0')
+    t.equal(cleared?.path, '/auth', 'same Path')
+    const forged = await cookieRequest(app, '/auth/logout', 'not-a-refresh-token', { origin: 'https://evil.example.net', 'x-requested-with': 'fetch' })
+    assertError(t, forged, 403, 'AUTH_CSRF')
+    t.notOk(refreshCookie(forged), 'a forged request clears nothing')
+  })
+
   t.test(`a password change from a web session sends the new refresh token as a cookie (${database})`, async (t) => {
     const app = await testApp(t, { database })
     const { cookie, body } = await webLogin(app)

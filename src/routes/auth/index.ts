@@ -62,8 +62,7 @@ export default async function authRoutes (app: FastifyInstance) {
       config: { public: true },
       schema: { body: RefreshBody }
     }, async (request, reply) => {
-      const presented = presentedRefreshToken(request, config)
-      if (presented?.via === 'cookie') clearRefreshCookie(reply, config)
+      const presented = presentedRefreshToken(request, config, () => clearRefreshCookie(reply, config))
       if (presented !== undefined) {
         const session = await sessions.findLiveSession(presented.token)
         if (session === null) throw new RefreshInvalid()

@@ -24,13 +24,17 @@ export interface PresentedRefreshToken { token: string, via: 'body' | 'cookie' }
 
 /**
  * The refresh token of a refresh or logout request, from the body or the cookie (never both).
- * A cookie must pass the CSRF check before anything else happens.
+ * A cookie must pass the CSRF check before anything else happens; `afterCsrfCheck` runs once it has
+ * (logout clears the cookie there, so that even a malformed one leaves the browser).
  */
-export function presentedRefreshToken (request: FastifyRequest, config: Config): PresentedRefreshToken | undefined {
+export function presentedRefreshToken (request: FastifyRequest, config: Config, afterCsrfCheck?: () => void): PresentedRefreshToken | undefined {
   const fromBody = (request.body as { refreshToken?: string } | null | undefined)?.refreshToken
   const fromCookie = request.cookies[refreshCookieName(config)]
   if (fromBody !== undefined && fromCookie !== undefined) throw new ValidationFailed('Send the refresh token in the body or the cookie, not both')
-  if (fromCookie !== undefined) assertCsrfSafe(request, config)
+  if (fromCookie !== undefined) {
+    assertCsrfSafe(request, config)
+    afterCsrfCheck?.()
+  }
   const presented: PresentedRefreshToken | undefined = fromCookie !== undefined
     ? { token: fromCookie, via: 'cookie' }
     : fromBody !== undefined ? { token: fromBody, via: 'body' } : undefined
