@@ -1,8 +1,11 @@
 // Shared helpers of the token-lifecycle suites (tokens-*.test.ts, accounts-*.test.ts): reading and
 // hand-crafting access tokens, and the assertions every suite repeats.
-import { createHmac, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { TEST_SECRET, bearer, json } from '../helpers.js'
+import { forge, hmacSigner, resign as resignWith } from '../security/support.js'
+
+export { decodeJwt, nowSeconds } from '../security/support.js'
 
 /** The few tap assertions the helpers use (a tap test object satisfies it). */
 export interface Asserts {
@@ -11,39 +14,16 @@ export interface Asserts {
   type: (found: any, wanted: string, ...message: [] | [string]) => unknown
 }
 
-export interface DecodedJwt {
-  header: Record<string, unknown>
-  claims: Record<string, unknown>
-}
-
-export function decodeJwt (token: string): DecodedJwt {
-  const [header, claims] = token.split('.')
-  return {
-    header: JSON.parse(Buffer.from(header ?? '', 'base64url').toString('utf8')),
-    claims: JSON.parse(Buffer.from(claims ?? '', 'base64url').toString('utf8'))
-  }
-}
 
 /** Signs a JWT by hand (HS256 with the test secret unless told otherwise), for tokens the server never issues. */
 export function craftJwt (header: Record<string, unknown>, claims: Record<string, unknown>, secret = TEST_SECRET): string {
-  const head = Buffer.from(JSON.stringify(header)).toString('base64url')
-  const body = Buffer.from(JSON.stringify(claims)).toString('base64url')
-  const signature = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url')
-  return `${head}.${body}.${signature}`
+  return forge(header, claims, hmacSigner(secret))
 }
 
 /** A copy of a real token with some header fields or claims changed (undefined removes one), signed again. */
 export function resign (token: string, changes: { header?: Record<string, unknown>, claims?: Record<string, unknown> }, secret = TEST_SECRET): string {
-  const { header, claims } = decodeJwt(token)
-  const merged = (base: Record<string, unknown>, patch: Record<string, unknown> = {}) => {
-    const result = { ...base, ...patch }
-    for (const [key, value] of Object.entries(patch)) if (value === undefined) delete result[key]
-    return result
-  }
-  return craftJwt(merged(header, changes.header), merged(claims, changes.claims), secret)
+  return resignWith(token, hmacSigner(secret), changes)
 }
-
-export const nowSeconds = () => Math.floor(Date.now() / 1000)
 
 /** A well-formed refresh token (32 random bytes, base64url) the server never issued. */
 export function unknownRefreshToken (): string {
