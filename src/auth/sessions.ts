@@ -308,10 +308,11 @@ export class SessionService {
   async prune (): Promise<{ sealsErased: number, tokensDeleted: number, sessionsDeleted: number, eventsDeleted: number }> {
     const now = this.clock()
     const sealsErased = await this.eraseExpiredSeals()
-    // A session past its absolute end (or revoked for longer than an access token lives) is gone for good.
-    const forgetRevokedBefore = new Date(now - (this.lifetimes.accessToken + 60) * 1000)
+    // How long a revocation matters: as long as an access token issued before it can live.
+    const relevantBefore = new Date(now - revocationRelevantUntil(0, this.lifetimes))
+    // A session past its absolute end (or revoked for longer than that) is gone for good.
     const sessions = await this.db.session.deleteMany({
-      where: { OR: [{ expiresAt: { lte: new Date(now) } }, { revokedAt: { lte: forgetRevokedBefore } }] }
+      where: { OR: [{ expiresAt: { lte: new Date(now) } }, { revokedAt: { lte: relevantBefore } }] }
     })
     // Expired tokens of live sessions are kept while the session lives: presenting one is still reuse
     // evidence. Retired tokens older than the idle lifetime cannot be replayed into anything useful.
@@ -319,9 +320,8 @@ export class SessionService {
       where: { retiredAt: { lte: new Date(now - this.lifetimes.refreshIdle * 1000) } }
     })
     // Events from database triggers carry the longest relevance allowed; this configuration's is shorter.
-    const eventsMadeBefore = new Date(now - revocationRelevantUntil(0, this.lifetimes))
     const events = await this.db.revocationEvent.deleteMany({
-      where: { OR: [{ relevantUntil: { lte: new Date(now) } }, { createdAt: { lte: eventsMadeBefore } }] }
+      where: { OR: [{ relevantUntil: { lte: new Date(now) } }, { createdAt: { lte: relevantBefore } }] }
     })
     return { sealsErased, tokensDeleted: tokens.count, sessionsDeleted: sessions.count, eventsDeleted: events.count }
   }
