@@ -2,7 +2,7 @@
 // (account, address); an unknown or disabled account costs the same hashing work and gets the same
 // answer as a wrong password.
 import { randomUUID } from 'node:crypto'
-import type { Db } from '../db/client.js'
+import { type Db, isUniqueViolation } from '../db/client.js'
 import { InvalidCredentials, UsernameTaken, ValidationFailed, WeakPassword, rateLimited } from '../errors.js'
 import type { LoginThrottle } from './login-throttle.js'
 import { type PasswordHasher, passwordWeakness } from './passwords.js'
@@ -16,10 +16,6 @@ export interface AccountServiceDeps {
   hasher: PasswordHasher
   throttle: LoginThrottle
   sessions: SessionService
-}
-
-function isUniqueViolation (error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as { code?: string }).code === 'P2002'
 }
 
 export class AccountService {

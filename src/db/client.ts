@@ -107,6 +107,11 @@ export function isDatabaseUnavailable (error: unknown): boolean {
   return cause !== undefined && (UNAVAILABLE_KINDS.has(cause.kind ?? '') || (cause.kind === 'sqlite' && ((cause.extendedCode ?? 0) & 0xff) === 5))
 }
 
+/** True when a write collided with a unique constraint (Prisma P2002), e.g. a username taken meanwhile. */
+export function isUniqueViolation (error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: string }).code === 'P2002'
+}
+
 /**
  * True when a write referred to a row that no longer exists (Prisma P2003, or the driver adapter's
  * ForeignKeyConstraintViolation from a raw query): e.g. the user was deleted under a live session.
