@@ -266,20 +266,14 @@ function ratioRow (scenario, label, { scenarioRuns, bareRuns }, goal, { goalAppl
 // Scenarios
 const wanted = new Set(options.only)
 
-if (wanted.has('me')) {
+// The two protected reads: the token check alone, and the token check + one Prisma read.
+for (const [scenario, path] of [['me', '/auth/me'], ['orders', '/orders']]) {
+  if (!wanted.has(scenario)) continue
   const tokens = await freshAccessTokens()
-  const measured = await alternate('GET /auth/me', () => protectedOptions('/auth/me', tokens), { onAttempt: (r) => { served.protected += r.requests } })
+  const measured = await alternate(`GET ${path}`, () => protectedOptions(path, tokens), { onAttempt: (r) => { served.protected += r.requests } })
   allBareRuns.push(...measured.bareRuns)
-  ratioRow('me', 'GET /auth/me', measured, GOALS.me)
-  noteMemory('me')
-}
-
-if (wanted.has('orders')) {
-  const tokens = await freshAccessTokens()
-  const measured = await alternate('GET /orders', () => protectedOptions('/orders', tokens), { onAttempt: (r) => { served.protected += r.requests } })
-  allBareRuns.push(...measured.bareRuns)
-  ratioRow('orders', 'GET /orders', measured, GOALS.orders)
-  noteMemory('orders')
+  ratioRow(scenario, `GET ${path}`, measured, GOALS[scenario])
+  noteMemory(scenario)
 }
 
 /** One new session per connection (a login each): a refresh run must never inherit a chain from another run. */
