@@ -90,6 +90,15 @@ function cleanEnv () {
   for (const name of Object.keys(env)) if (name.startsWith('npm_')) delete env[name]
   return env
 }
+/**
+ * The variables `npm start` sets in front of its command (package.json), e.g. the allocator setting
+ * that keeps password hashing from piling up memory: the bench runs the server the way users start it.
+ */
+function startScriptEnv () {
+  const { scripts } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+  const assignments = scripts.start.match(/^(\s*[A-Z_][A-Z0-9_]*=\S+)+/)?.[0] ?? ''
+  return Object.fromEntries(assignments.trim().split(/\s+/).filter(Boolean).map((pair) => pair.split('=', 2)))
+}
 // The same default as src/config.ts; PASSWORD_HASH_CONCURRENCY from the caller's environment wins.
 const passwordHashConcurrency = Number(process.env.PASSWORD_HASH_CONCURRENCY || Math.max(1, availableParallelism() - 1))
 
@@ -137,6 +146,7 @@ children.push(bare)
 const serverPort = await freePort()
 const serverEnv = {
   ...cleanEnv(),
+  ...startScriptEnv(),
   NODE_ENV: 'production',
   HOST: '127.0.0.1',
   PORT: String(serverPort),
