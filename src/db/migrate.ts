@@ -7,8 +7,6 @@ import { createHash, randomUUID } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import Database from 'better-sqlite3'
-import pg from 'pg'
 import type { DatabaseConfig } from '../config.js'
 
 /** Arbitrary constant shared by every instance: the key of the migration advisory lock. */
@@ -72,11 +70,13 @@ function checkHistory (applied: Map<string, string>, migrations: Migration[]): M
 export async function applyMigrations (database: DatabaseConfig): Promise<string[]> {
   const migrations = readMigrations(database.provider)
   return database.provider === 'sqlite'
-    ? migrateSqlite(database.file, migrations)
+    ? await migrateSqlite(database.file, migrations)
     : migratePostgres(database.url, database.schema, migrations)
 }
 
-function migrateSqlite (file: string, migrations: Migration[]): string[] {
+// Each provider's driver is loaded only when it is the configured one.
+async function migrateSqlite (file: string, migrations: Migration[]): Promise<string[]> {
+  const { default: Database } = await import('better-sqlite3')
   mkdirSync(dirname(file), { recursive: true })
   const db = new Database(file, { timeout: 10_000 })
   try {
@@ -101,6 +101,7 @@ function migrateSqlite (file: string, migrations: Migration[]): string[] {
 }
 
 async function migratePostgres (url: string, schema: string, migrations: Migration[]): Promise<string[]> {
+  const { default: pg } = await import('pg')
   const client = new pg.Client({ connectionString: url })
   await client.connect()
   try {

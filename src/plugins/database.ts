@@ -14,7 +14,7 @@ declare module 'fastify' {
 export default fp(async function database (fastify, options: { database: DatabaseConfig }) {
   const applied = await applyMigrations(options.database)
   if (applied.length > 0) fastify.log.info({ migrations: applied }, 'database migrated')
-  const db = createDbClient(options.database)
+  const db = await createDbClient(options.database)
   await db.$connect()
   fastify.decorate('db', db)
   fastify.addHook('onClose', async () => {

@@ -14,7 +14,7 @@ try {
 try {
   const config = loadConfig()
   await applyMigrations(config.database)
-  const db = createDbClient(config.database)
+  const db = await createDbClient(config.database)
   const sessions = new SessionService({
     db,
     clock: Date.now,

@@ -27,7 +27,7 @@ export function claimsOf (accessToken: string): AccessTokenClaims {
 export async function migratedDb (t: Teardown, database: TestDatabase): Promise<Db> {
   const config = testConfig(await freshDatabaseUrl(t, database))
   await applyMigrations(config.database)
-  const db = createDbClient(config.database)
+  const db = await createDbClient(config.database)
   t.teardown(() => db.$disconnect())
   return db
 }

@@ -11,7 +11,7 @@ import { TEST_SECRET, freshDatabaseUrl } from '../helpers.js'
 t.test('a query during an open transaction waits for it to end', async (t) => {
   const { database } = loadConfig({ DATABASE_URL: await freshDatabaseUrl(t, 'sqlite'), JWT_SECRET: TEST_SECRET })
   await applyMigrations(database)
-  const db = createDbClient(database)
+  const db = await createDbClient(database)
   t.teardown(() => db.$disconnect())
   const user = (username: string) => {
     const now = new Date()
