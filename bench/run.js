@@ -1,5 +1,6 @@
 // npm run bench [-- --postgres[=URL]] [--duration=10] [--warmup=3] [--rounds=2] [--connections=50]
 //                  [--only=me,orders,refresh,login,storm,memory] [--profile] [--out=NAME] [--server=PATH]
+//                  [--node-args="--flag …"]
 //
 // Starts a bare Fastify route and the auth server (built: dist/src/server.js) as child processes,
 // sets up users and sessions through the public API, then measures each scenario after a warm-up,
@@ -28,7 +29,7 @@ const resultsDir = join(here, 'results')
 // Options
 const SCENARIOS = ['me', 'orders', 'refresh', 'login', 'storm', 'memory']
 function parseArgs (argv) {
-  const options = { postgres: undefined, duration: 10, warmup: 3, rounds: 2, connections: 50, only: SCENARIOS, profile: false, out: undefined, server: undefined }
+  const options = { postgres: undefined, duration: 10, warmup: 3, rounds: 2, connections: 50, only: SCENARIOS, profile: false, out: undefined, server: undefined, nodeArgs: [] }
   for (const arg of argv) {
     const [name, value] = arg.replace(/^--/, '').split(/=(.*)/s)
     if (name === 'postgres') options.postgres = value || process.env.BENCH_POSTGRES_URL || 'postgresql://postgres@127.0.0.1:5432/test'
@@ -38,13 +39,15 @@ function parseArgs (argv) {
     else if (name === 'out') options.out = value
     // Another entry point (e.g. an experimental variant of server.js); the run then counts as partial.
     else if (name === 'server') options.server = value
+    // Node/V8 flags for the server process (e.g. GC settings); the run then counts as partial.
+    else if (name === 'node-args') options.nodeArgs = value.split(' ').filter(Boolean)
     else throw new Error(`unknown option ${arg}`)
   }
   for (const scenario of options.only) if (!SCENARIOS.includes(scenario)) throw new Error(`--only: unknown scenario ${scenario} (known: ${SCENARIOS.join(', ')})`)
   return options
 }
 const options = parseArgs(process.argv.slice(2))
-const fullRun = options.only.length === SCENARIOS.length && !options.profile && options.server === undefined
+const fullRun = options.only.length === SCENARIOS.length && !options.profile && options.server === undefined && options.nodeArgs.length === 0
 const database = options.postgres === undefined ? 'sqlite' : 'postgresql'
 const outName = options.out ?? (fullRun ? (database === 'sqlite' ? 'latest' : 'latest-postgresql') : undefined)
 
@@ -162,7 +165,7 @@ log(`starting the auth server on ${database} (${database === 'sqlite' ? serverEn
 const server = await startChild({
   name: 'auth server',
   script: serverEntry,
-  nodeArgs: options.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
+  nodeArgs: [...options.nodeArgs, ...(options.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])],
   env: serverEnv,
   // Not the project folder: the server would read a developer's .env from there.
   cwd: workDir,
@@ -500,7 +503,7 @@ const meta = {
   loadAverageAtStart: loadAverageAtStart.map((value) => round(value, 2)),
   othersCpuAverage: round(othersAverage, 1),
   method: [
-    `Servers run as child processes (auth server: node dist/src/server.js, LOG_LEVEL=warn, ${database}; bare: bench/bare-server.js); autocannon drives them from the parent process, on the same ${machineInfo().cores}-core machine.`,
+    `Servers run as child processes (auth server: node dist/src/server.js with the variables \`npm start\` sets (${Object.entries(startScriptEnv()).map(([name, value]) => `${name}=${value}`).join(' ')}), LOG_LEVEL=warn, ${database}; bare: bench/bare-server.js); autocannon drives them from the parent process, on the same ${machineInfo().cores}-core machine.`,
     `Each throughput scenario: a ${options.warmup} s warm-up of the bare route and of the scenario, then ${options.rounds} rounds of (bare ${options.duration} s, scenario ${options.duration} s). Each row shows the best round (highest req/s); its ratio divides by the best of the bare runs interleaved with it.`,
     'req/s counts 2xx answers only; errors = socket errors + timeouts + non-2xx answers, summed over the measured rounds.',
     `Protected scenarios: ${USERS} users, one session each, every connection with its own access token; each user has ${ORDERS_PER_USER} orders.`,
@@ -540,7 +543,7 @@ if (outName !== undefined) {
   writeFileSync(join(resultsDir, `${outName}.svg`), svgChart(report))
   console.log(`\nWritten: bench/results/${outName}.json, .md, .svg (server log: bench/results/server-${database}.log)`)
 } else {
-  console.log('\nA partial run (--only, --profile or --server): no result files written; pass --out=NAME to keep them.')
+  console.log('\nA partial run (--only, --profile, --server or --node-args): no result files written; pass --out=NAME to keep them.')
 }
 // A profiled run keeps its work folder: the raw .cpuprofile is in it.
 if (!interrupted && !options.profile) rmSync(workDir, { recursive: true, force: true })
