@@ -10,7 +10,7 @@ export type { RefreshToken, Session, User } from '../generated/sqlite/client.js'
 
 /**
  * Only the configured provider's client, adapter and driver are loaded: the other provider's would
- * hold about 12 MB of memory for nothing.
+ * hold some 10 MB of memory for nothing.
  */
 export async function createDbClient (database: DatabaseConfig): Promise<Db> {
   if (database.provider === 'sqlite') {
