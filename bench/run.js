@@ -102,6 +102,7 @@ function startScriptEnv () {
   const assignments = scripts.start.match(/^(\s*[A-Z_][A-Z0-9_]*=\S+)+/)?.[0] ?? ''
   return Object.fromEntries(assignments.trim().split(/\s+/).filter(Boolean).map((pair) => pair.split('=', 2)))
 }
+const startEnv = startScriptEnv()
 // The same default as src/config.ts; PASSWORD_HASH_CONCURRENCY from the caller's environment wins.
 const passwordHashConcurrency = Number(process.env.PASSWORD_HASH_CONCURRENCY || Math.max(1, availableParallelism() - 1))
 
@@ -149,7 +150,7 @@ children.push(bare)
 const serverPort = await freePort()
 const serverEnv = {
   ...cleanEnv(),
-  ...startScriptEnv(),
+  ...startEnv,
   NODE_ENV: 'production',
   HOST: '127.0.0.1',
   PORT: String(serverPort),
@@ -503,7 +504,7 @@ const meta = {
   loadAverageAtStart: loadAverageAtStart.map((value) => round(value, 2)),
   othersCpuAverage: round(othersAverage, 1),
   method: [
-    `Servers run as child processes (auth server: node dist/src/server.js with the variables \`npm start\` sets (${Object.entries(startScriptEnv()).map(([name, value]) => `${name}=${value}`).join(' ')}), LOG_LEVEL=warn, ${database}; bare: bench/bare-server.js); autocannon drives them from the parent process, on the same ${machineInfo().cores}-core machine.`,
+    `Servers run as child processes (auth server: node dist/src/server.js with the variables \`npm start\` sets (${Object.entries(startEnv).map(([name, value]) => `${name}=${value}`).join(' ')}), LOG_LEVEL=warn, ${database}; bare: bench/bare-server.js); autocannon drives them from the parent process, on the same ${machineInfo().cores}-core machine.`,
     `Each throughput scenario: a ${options.warmup} s warm-up of the bare route and of the scenario, then ${options.rounds} rounds of (bare ${options.duration} s, scenario ${options.duration} s). Each row shows the best round (highest req/s); its ratio divides by the best of the bare runs interleaved with it.`,
     'req/s counts 2xx answers only; errors = socket errors + timeouts + non-2xx answers, summed over the measured rounds.',
     `Protected scenarios: ${USERS} users, one session each, every connection with its own access token; each user has ${ORDERS_PER_USER} orders.`,

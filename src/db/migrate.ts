@@ -70,7 +70,7 @@ function checkHistory (applied: Map<string, string>, migrations: Migration[]): M
 export async function applyMigrations (database: DatabaseConfig): Promise<string[]> {
   const migrations = readMigrations(database.provider)
   return database.provider === 'sqlite'
-    ? await migrateSqlite(database.file, migrations)
+    ? migrateSqlite(database.file, migrations)
     : migratePostgres(database.url, database.schema, migrations)
 }
 
