@@ -171,10 +171,17 @@ export function svgChart (report) {
 
   const linearBars = bars.filter((bar) => bar.axis === 'linear')
   if (linearBars.length > 0) {
-    section('Lower is better (each on its own linear scale)')
+    section('Lower is better (each on its own linear scale; dashed line = its reference)')
     for (const bar of linearBars) {
-      const max = bar.value * 1.25 || 1
-      drawBar(bar, (value) => labelWidth + (Math.min(value, max) / max) * plotWidth)
+      // A bar may carry a reference (e.g. 1 = as alone; the RSS at start), drawn as a dashed line.
+      const max = Math.max(bar.value, bar.reference ?? 0) * 1.25 || 1
+      const toX = (value) => labelWidth + (Math.min(value, max) / max) * plotWidth
+      const rowTop = y
+      drawBar(bar, toX)
+      if (bar.reference !== undefined) {
+        const x = toX(bar.reference).toFixed(1)
+        parts.push(`<line x1="${x}" x2="${x}" y1="${rowTop + 2}" y2="${rowTop + rowHeight - 2}" stroke="#222" stroke-width="1.5" stroke-dasharray="4 2"/>`)
+      }
     }
   }
 
@@ -191,4 +198,21 @@ export function svgChart (report) {
     '</svg>',
     ''
   ].join('\n')
+}
+
+/** What stdout shows at the end of a run: the table, every measured run, memory, notes. */
+export function textReport (report) {
+  const { meta, rows, runs, summary, results } = report
+  const out = ['', `Benchmark on ${meta.database}. Machine: ${machineName(meta.machine)}`, '', textTable(rows), '']
+  out.push('Every measured run (CPU as % of one core; µs/req = CPU time of the process under test per answered request):')
+  const cell = (value, width, suffix = '') => (value === undefined ? '-' : `${value}${suffix}`).padStart(width)
+  for (const r of runs) {
+    const databaseCell = meta.database === 'postgresql' ? `  db ${cell(r.databaseCpu, 4, '%')}` : ''
+    out.push(`  ${`${r.label} [${r.round}]`.padEnd(58)} ${cell(Math.round(r.reqPerSec), 7)} req/s  p50 ${cell(r.p50, 7)}  p99 ${cell(r.p99, 8)}  err ${cell(r.errors, 4)}  server ${cell(r.serverCpu, 4, '%')} ${cell(r.serverCpuPerRequestUs, 6)} µs/req  load-gen ${cell(r.loadgenCpu, 4, '%')}${databaseCell}  others ${cell(r.othersCpu, 4, '%')}`)
+  }
+  if (results.memoryTimeline !== undefined) {
+    out.push('', `Server RSS after each phase (MiB): ${results.memoryTimeline.map((entry) => `${entry.after} ${Math.round(entry.rssMiB)}`).join(', ')}`)
+  }
+  if (summary.length > 0) out.push('', 'Notes:', ...summary.map((line) => `  ${line}`))
+  return out.join('\n')
 }

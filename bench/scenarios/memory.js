@@ -32,7 +32,7 @@ export default {
     const text = `${mib(rss).toFixed(0)} MiB (at start ${mib(server.startupRss).toFixed(0)}, peak ${mib(peak).toFixed(0)})`
     ctx.row(`server RSS after ${served.protected.toLocaleString('en-US')} protected + ${served.refreshes.toLocaleString('en-US')} refreshes`, undefined, {
       value: text,
-      bar: { axis: 'linear', label: 'server RSS (MiB)', value: mib(rss), valueText: text }
+      bar: { axis: 'linear', label: 'server RSS, MiB (dashed: at start)', value: mib(rss), reference: mib(server.startupRss), valueText: text }
     })
     ctx.results.memory = { startupRssMiB: mib(server.startupRss), rssMiB: mib(rss), peakRssMiB: mib(peak), protectedRequests: served.protected, refreshes: served.refreshes }
     ctx.methodNotes.push(`Memory: VmRSS of the server process after the scenarios before it (topped up to ${MEMORY_PROTECTED_REQUESTS.toLocaleString('en-US')} protected requests and ${MEMORY_REFRESHES.toLocaleString('en-US')} refreshes if they served fewer), 1 s after the load stops.`)

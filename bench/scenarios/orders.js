@@ -5,7 +5,7 @@ export default {
     const tokens = await ctx.freshAccessTokens()
     const runs = await ctx.alternate('GET /orders', [await ctx.bareContender(), await ctx.protectedContender('orders', 'GET /orders', '/orders', tokens)])
     const [bare, orders] = [ctx.best(runs.bare), ctx.best(runs.orders)]
-    ctx.row('GET /orders (token check + one Prisma read)', orders, { comparisons: [{ against: 'bare', reference: bare }] })
+    ctx.row('GET /orders (token check + one Prisma read)', orders, { chartLabel: 'GET /orders', comparisons: [{ against: 'bare', reference: bare }] })
     ctx.results.orders = { best: orders, bareBest: bare, vsBare: orders.reqPerSec / bare.reqPerSec, runs: runs.orders, bareRuns: runs.bare }
     const { perUser } = await ctx.provide.orders()
     ctx.methodNotes.push(`GET /orders: the same users and tokens; each user has ${perUser} orders.`)

@@ -42,6 +42,7 @@ export default {
     const [bare, top, store] = [ctx.best(runs.bare), ctx.best(runs.refresh), ctx.best(runs.ceiling)]
     ctx.row('refresh ceiling (SessionService.refresh in-process, no HTTP)', store, { comparisons: [] })
     ctx.row('POST /auth/refresh (token chains)', top, {
+      chartLabel: 'POST /auth/refresh',
       comparisons: [{ against: 'refresh ceiling', reference: store, unit: 'rotations/s' }, { against: 'bare', reference: bare }]
     })
     for (const [side, list] of [['HTTP', runs.refresh], ['ceiling', runs.ceiling]]) {
