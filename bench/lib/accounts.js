@@ -46,3 +46,14 @@ export function createClient (baseUrl) {
     me: (accessToken) => expectStatus(call(baseUrl, 'GET', '/auth/me', { accessToken }), 200, 'me')
   }
 }
+
+/** An autocannon request that logs `username` in again and again (each a new session). */
+export function loginRequest (serverUrl, username, connections) {
+  return {
+    url: `${serverUrl}/auth/login`,
+    method: 'POST',
+    connections,
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password: BENCH_PASSWORD })
+  }
+}

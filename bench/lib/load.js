@@ -1,6 +1,6 @@
-// Load generation with autocannon, in this process (the servers run in their own processes).
-// measure() wraps one autocannon run and records what the table needs, plus the CPU time the server
-// and this process used, which tells whether the server or the load generator was the bottleneck.
+// Load generation in this process (the servers run in their own processes), and the CPU accounting
+// around every measured run: the process under test, this process (the load generator), the database
+// server (PostgreSQL on this machine) and everything else, which tells whether a run was disturbed.
 import autocannon from 'autocannon'
 import { cpuMsBetween, cpuMsByPidOfCommand, cpuMsOf, machineBusyMs } from './processes.js'
 
@@ -10,46 +10,15 @@ export function fire (options) {
   })
 }
 
-function loadgenCpuMs () {
-  const { user, system } = process.cpuUsage()
-  return (user + system) / 1000
-}
-
 /**
- * One measured run. `serverPid` is the process whose CPU use is recorded alongside.
- * req/s counts 2xx answers only (goodput); errors = socket errors + timeouts + non-2xx answers.
+ * An autocannon result as an outcome: what every load returns to measureCpu. req/s counts 2xx
+ * answers only (goodput); errors = socket errors + timeouts + non-2xx answers.
  */
-/** The database server's processes, whose CPU is part of the system under test (PostgreSQL); null for none. */
-let databaseCommand = null
-export function setDatabaseCommand (command) { databaseCommand = command }
-/** A snapshot of the database server's CPU use; `since(snapshot)` gives the ms used after it (0 with no database). */
-export const databaseCpu = {
-  snapshot: () => (databaseCommand === null ? null : cpuMsByPidOfCommand(databaseCommand)),
-  since: (snapshot) => (snapshot === null ? 0 : cpuMsBetween(snapshot, cpuMsByPidOfCommand(databaseCommand)))
-}
-
-export async function measure (label, serverPid, options) {
-  const serverCpuBefore = cpuMsOf(serverPid)
-  const databaseBefore = databaseCpu.snapshot()
-  const loadgenCpuBefore = loadgenCpuMs()
-  const machineBefore = machineBusyMs()
-  const result = await fire(options)
-  const serverCpuMs = cpuMsOf(serverPid) - serverCpuBefore
-  const loadgenCpu = loadgenCpuMs() - loadgenCpuBefore
-  const databaseMs = databaseCpu.since(databaseBefore)
-  const othersCpuMs = machineBusyMs() - machineBefore - serverCpuMs - loadgenCpu - databaseMs
-  const seconds = result.duration
-  return summarize(label, result, { serverCpuMs, loadgenCpuMs: loadgenCpu, othersCpuMs, databaseCpuMs: databaseCommand === null ? undefined : databaseMs, seconds })
-}
-
-export function summarize (label, result, { serverCpuMs, loadgenCpuMs, othersCpuMs, databaseCpuMs, seconds }) {
-  const ok = result['2xx']
+export function autocannonOutcome (result) {
   return {
-    label,
     connections: result.connections,
-    seconds: round(seconds, 2),
-    requests: ok,
-    reqPerSec: round(ok / seconds, 1),
+    seconds: result.duration,
+    requests: result['2xx'],
     p50: result.latency.p50,
     p99: result.latency.p99,
     max: result.latency.max,
@@ -57,22 +26,75 @@ export function summarize (label, result, { serverCpuMs, loadgenCpuMs, othersCpu
     socketErrors: result.errors,
     timeouts: result.timeouts,
     non2xx: result.non2xx,
-    statusCodes: result.statusCodeStats,
+    statusCodes: result.statusCodeStats
+  }
+}
+
+/** A load function for measureCpu: one autocannon run of `seconds` with these options. */
+export const autocannonLoad = (makeOptions) => async (seconds) => autocannonOutcome(await fire({ duration: seconds, ...makeOptions() }))
+
+function loadgenCpuMs () {
+  const { user, system } = process.cpuUsage()
+  return (user + system) / 1000
+}
+
+/**
+ * The CPU of the database server's processes (command name, e.g. 'postgres'; null for none): a
+ * snapshot, and the ms used after it.
+ */
+export function databaseCpuMeter (command) {
+  return {
+    snapshot: () => (command === null ? null : cpuMsByPidOfCommand(command)),
+    since: (snapshot) => (snapshot === null ? undefined : cpuMsBetween(snapshot, cpuMsByPidOfCommand(command)))
+  }
+}
+
+/**
+ * Runs `load()` and charges the CPU used meanwhile. `load` resolves with an outcome
+ * ({ connections, seconds, requests, p50, p99, max, errors, … }); the run adds req/s and the CPU shares.
+ */
+export async function measureCpu (pid, database, load) {
+  const serverBefore = cpuMsOf(pid)
+  const databaseBefore = database.snapshot()
+  const loadgenBefore = loadgenCpuMs()
+  const machineBefore = machineBusyMs()
+  const outcome = await load()
+  const serverCpuMs = cpuMsOf(pid) - serverBefore
+  const loadgen = loadgenCpuMs() - loadgenBefore
+  const databaseMs = database.since(databaseBefore)
+  const othersCpuMs = machineBusyMs() - machineBefore - serverCpuMs - loadgen - (databaseMs ?? 0)
+  return summarize(outcome, { serverCpuMs, loadgenCpuMs: loadgen, othersCpuMs, databaseCpuMs: databaseMs })
+}
+
+export function summarize (outcome, { serverCpuMs, loadgenCpuMs, othersCpuMs, databaseCpuMs } = {}) {
+  const { seconds, requests } = outcome
+  const share = (ms) => (ms === undefined ? undefined : round((ms / (seconds * 1000)) * 100, 0))
+  return {
+    ...outcome,
+    seconds: round(seconds, 2),
+    reqPerSec: round(requests / seconds, 1),
     // CPU use as a share of one core (100 = one core busy for the whole run).
-    serverCpu: serverCpuMs === undefined ? undefined : round((serverCpuMs / (seconds * 1000)) * 100, 0),
-    // Server CPU time per answered request: unlike req/s, hardly moved by other processes on the machine.
-    serverCpuPerRequestUs: serverCpuMs === undefined || ok === 0 ? undefined : round((serverCpuMs * 1000) / ok, 0),
-    loadgenCpu: loadgenCpuMs === undefined ? undefined : round((loadgenCpuMs / (seconds * 1000)) * 100, 0),
+    serverCpu: share(serverCpuMs),
+    // CPU time of the process under test per answered request: unlike req/s, hardly moved by other
+    // processes on the machine.
+    serverCpuPerRequestUs: serverCpuMs === undefined || requests === 0 ? undefined : round((serverCpuMs * 1000) / requests, 0),
+    loadgenCpu: share(loadgenCpuMs),
     // The database server's processes (PostgreSQL), when it runs on this machine.
-    databaseCpu: databaseCpuMs === undefined ? undefined : round((databaseCpuMs / (seconds * 1000)) * 100, 0),
+    databaseCpu: share(databaseCpuMs),
     // Everything else on the machine (other processes, interrupts): the bench is only meaningful when this is small.
-    othersCpu: othersCpuMs === undefined ? undefined : Math.max(0, round((othersCpuMs / (seconds * 1000)) * 100, 0))
+    othersCpu: othersCpuMs === undefined ? undefined : Math.max(0, share(othersCpuMs))
   }
 }
 
 export function round (value, digits) {
   const scale = 10 ** digits
   return Math.round(value * scale) / scale
+}
+
+/** The p-th percentile of ascending `sorted` values (NaN for none). */
+export function percentile (sorted, p) {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
 }
 
 /** Gives each autocannon connection its own access token (round-robin over `accessTokens`). */
@@ -92,9 +114,11 @@ export function refreshChains (refreshTokens) {
   let next = 0
   const breaks = {}
   let rotations = 0
+  const chains = []
   function setupClient (client) {
     if (next >= refreshTokens.length) throw new Error(`refresh chains: more connections than sessions (${refreshTokens.length})`)
-    const chain = { token: refreshTokens[next++] }
+    const chain = { token: refreshTokens[next++], rotations: 0 }
+    chains.push(chain)
     client.setRequests([{
       method: 'POST',
       path: '/auth/refresh',
@@ -103,6 +127,7 @@ export function refreshChains (refreshTokens) {
       onResponse: (status, body) => {
         if (status === 200) {
           chain.token = JSON.parse(body).refreshToken
+          chain.rotations++
           rotations++
           return
         }
@@ -114,5 +139,17 @@ export function refreshChains (refreshTokens) {
       }
     }])
   }
-  return { setupClient, breaks, get rotations () { return rotations } }
+  return {
+    setupClient,
+    breaks,
+    get rotations () { return rotations },
+    /** Rotations of each chain, in the order the connections started. */
+    get perChain () { return chains.map((chain) => chain.rotations) }
+  }
+}
+
+/** How evenly the chains were served: their count and the fewest, median and most rotations of one. */
+export function chainSpread (perChain) {
+  const sorted = [...perChain].sort((a, b) => a - b)
+  return { chains: sorted.length, min: sorted[0], median: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1], perChain }
 }

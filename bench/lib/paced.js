@@ -2,14 +2,9 @@
 // option sends each connection's per-second budget in a burst at the start of every second, which
 // measures queueing behind the burst rather than the server; here requests leave evenly spaced and
 // each latency is timed with sub-millisecond resolution.
+// The CPU accounting around it is the caller's (measureCpu in load.js), as for every other load.
 import http from 'node:http'
-import { cpuMsOf, machineBusyMs } from './processes.js'
-import { databaseCpu, round } from './load.js'
-
-function percentile (sorted, p) {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
-}
+import { percentile, round } from './load.js'
 
 /**
  * Sends GET `url` at `rate` requests a second for `seconds`, over at most `connections` keep-alive
@@ -17,7 +12,7 @@ function percentile (sorted, p) {
  * moment a request is handed to the socket pool to the end of its answer, so a request that waits
  * for a free socket counts its wait.
  */
-export async function pacedLoad ({ label, url, rate, seconds, connections, accessTokens, serverPid }) {
+export async function pacedLoad ({ url, rate, seconds, connections, accessTokens }) {
   const target = new URL(url)
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
   const latencies = []
@@ -25,10 +20,6 @@ export async function pacedLoad ({ label, url, rate, seconds, connections, acces
   let sent = 0
   let inFlight = 0
   let next = 0
-  const serverCpuBefore = cpuMsOf(serverPid)
-  const machineBefore = machineBusyMs()
-  const loadgenBefore = process.cpuUsage()
-  const databaseBefore = databaseCpu.snapshot()
 
   let settle
   const drained = new Promise((resolve) => { settle = resolve })
@@ -79,27 +70,13 @@ export async function pacedLoad ({ label, url, rate, seconds, connections, acces
   agent.destroy()
 
   latencies.sort((a, b) => a - b)
-  const serverCpuMs = cpuMsOf(serverPid) - serverCpuBefore
-  const loadgen = process.cpuUsage(loadgenBefore)
-  const loadgenCpuMs = (loadgen.user + loadgen.system) / 1000
-  const databaseMs = databaseCpu.since(databaseBefore)
-  const othersCpuMs = machineBusyMs() - machineBefore - serverCpuMs - loadgenCpuMs - databaseMs
-  const share = (ms) => round((ms / (elapsedSeconds * 1000)) * 100, 0)
   return {
-    label,
     connections,
-    seconds: round(elapsedSeconds, 2),
+    seconds: elapsedSeconds,
     requests: latencies.length,
-    reqPerSec: round(latencies.length / elapsedSeconds, 1),
     p50: round(percentile(latencies, 50), 2),
     p99: round(percentile(latencies, 99), 2),
     max: round(latencies[latencies.length - 1] ?? NaN, 2),
-    errors,
-    serverCpu: share(serverCpuMs),
-    serverCpuPerRequestUs: latencies.length === 0 ? undefined : round((serverCpuMs * 1000) / latencies.length, 0),
-    // The load generator's share includes anything else this process runs meanwhile (the storm's autocannon).
-    loadgenCpu: share(loadgenCpuMs),
-    databaseCpu: databaseBefore === null ? undefined : share(databaseMs),
-    othersCpu: Math.max(0, share(othersCpuMs))
+    errors
   }
 }

@@ -26,11 +26,24 @@ process.on('exit', () => {
 
 /**
  * Starts `node [nodeArgs] script` with exactly `env`, its output appended to `logFile`, and resolves
- * once `readyUrl` answers 200. Rejects (with the log's tail) if the child exits first.
+ * once `readyUrl` answers 200 or, without a readyUrl, once the child sends { type: 'ready' } over its
+ * IPC channel (then `request(message)` sends a message and resolves with the child's next answer).
+ * Rejects (with the log's tail) if the child exits first.
  */
 export async function startChild ({ name, script, nodeArgs = [], env, cwd, logFile, readyUrl, timeoutMs = 60_000 }) {
   const log = createWriteStream(logFile, { flags: 'a' })
-  const child = spawn(process.execPath, [...nodeArgs, script], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+  const ipc = readyUrl === undefined
+  const child = spawn(process.execPath, [...nodeArgs, script], { env, cwd, stdio: ['ignore', 'pipe', 'pipe', ...(ipc ? ['ipc'] : [])] })
+  const messages = []
+  const waiting = []
+  if (ipc) {
+    child.on('message', (message) => {
+      const waiter = waiting.shift()
+      if (waiter === undefined) messages.push(message)
+      else waiter(message)
+    })
+  }
+  const nextMessage = () => (messages.length > 0 ? Promise.resolve(messages.shift()) : new Promise((resolve) => waiting.push(resolve)))
   let tail = ''
   const keep = (chunk) => {
     log.write(chunk)
@@ -47,17 +60,25 @@ export async function startChild ({ name, script, nodeArgs = [], env, cwd, logFi
   const deadline = Date.now() + timeoutMs
   let early
   exited.then((status) => { early = status })
+  let ready = false
+  if (ipc) {
+    nextMessage().then((message) => { ready = message?.type === 'ready' })
+  }
+  const isReady = async () => {
+    if (ipc) return ready
+    try {
+      const response = await fetch(readyUrl)
+      await response.arrayBuffer()
+      return response.status === 200
+    } catch {
+      return false // not listening yet
+    }
+  }
   while (true) {
     if (early !== undefined) {
       throw new Error(`${name} exited before it was ready (code ${early.code}, signal ${early.signal}). Output:\n${tail}`)
     }
-    try {
-      const response = await fetch(readyUrl)
-      await response.arrayBuffer()
-      if (response.status === 200) break
-    } catch {
-      // not listening yet
-    }
+    if (await isReady()) break
     if (Date.now() > deadline) {
       child.kill('SIGKILL')
       throw new Error(`${name} was not ready after ${timeoutMs} ms. Output:\n${tail}`)
@@ -79,7 +100,15 @@ export async function startChild ({ name, script, nodeArgs = [], env, cwd, logFi
       await new Promise((resolve) => log.end(resolve))
       return exited
     },
-    get exited () { return early }
+    get exited () { return early },
+    /** Sends `message` to the child and resolves with its answer; rejects if the child exits first. */
+    async request (message) {
+      if (!ipc) throw new Error(`${name} has no IPC channel`)
+      child.send(message)
+      const answer = await Promise.race([nextMessage(), exited.then((status) => { throw new Error(`${name} exited (code ${status.code}, signal ${status.signal}). Output:\n${tail}`) })])
+      if (answer?.type === 'error') throw new Error(`${name}: ${answer.message}`)
+      return answer
+    }
   }
 }
 
