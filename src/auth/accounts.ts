@@ -3,6 +3,7 @@
 // answer as a wrong password.
 import { randomUUID } from 'node:crypto'
 import { type Db, isUniqueViolation } from '../db/client.js'
+import { clientAddressKey } from './client-address.js'
 import { InvalidCredentials, UsernameTaken, ValidationFailed, WeakPassword, rateLimited } from '../errors.js'
 import type { LoginThrottle } from './login-throttle.js'
 import { type PasswordHasher, passwordWeakness } from './passwords.js'
@@ -16,6 +17,8 @@ export interface AccountServiceDeps {
   hasher: PasswordHasher
   throttle: LoginThrottle
   sessions: SessionService
+  /** IPv6 clients are throttled per network of this prefix length (src/auth/client-address.ts). */
+  ipv6PrefixLength?: number
 }
 
 export class AccountService {
@@ -81,6 +84,7 @@ export class AccountService {
 
   private async checkPassword (key: string, password: string, address: string): Promise<AccountView & { tokenVersion: number }> {
     const { db, hasher, throttle } = this.deps
+    address = clientAddressKey(address, this.deps.ipv6PrefixLength)
     const retryAfter = await throttle.attempt(key, address)
     if (retryAfter > 0) throw rateLimited(retryAfter)
     const user = await db.user.findUnique({ where: { usernameKey: key } })

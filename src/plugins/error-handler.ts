@@ -88,6 +88,6 @@ export default fp(async function errorHandler (fastify) {
     return sendError(request, reply, error)
   })
   fastify.setNotFoundHandler(function (request, reply) {
-    return sendError(request, reply, new NotFound(`Route ${request.method}:${request.url.split('?')[0]} not found`))
+    return sendError(request, reply, new NotFound(`Route ${request.method}:${request.url.split(/[?;]/, 1)[0]} not found`))
   })
 }, { name: 'error-handler' })
