@@ -9,7 +9,7 @@ import type { LoginThrottle } from './login-throttle.js'
 import { type PasswordHasher, passwordWeakness } from './passwords.js'
 import type { AccountView, IssuedTokens, SessionContext, SessionService } from './sessions.js'
 import type { Clock } from './token-rules.js'
-import { usernameKey, usernameProblem } from './usernames.js'
+import { displayUsername, usernameKey, usernameProblem, usernameSkeleton } from './usernames.js'
 
 export interface AccountServiceDeps {
   db: Db
@@ -30,13 +30,17 @@ export class AccountService {
     const weakness = passwordWeakness(password, username)
     if (weakness !== null) throw new WeakPassword(weakness)
     const key = usernameKey(username)
+    const skeleton = usernameSkeleton(key)
     const { db } = this.deps
-    if (await db.user.findUnique({ where: { usernameKey: key }, select: { id: true } }) !== null) throw new UsernameTaken()
+    // The same name, or one that looks the same (UTS #39), is taken. The unique indexes on both hold
+    // this when two registrations race; this read only saves the hashing work in the common case.
+    const taken = await db.user.findFirst({ where: { OR: [{ usernameKey: key }, { usernameSkeleton: skeleton }] }, select: { id: true } })
+    if (taken !== null) throw new UsernameTaken()
     const passwordHash = await this.deps.hasher.hash(password)
     const now = new Date(this.deps.clock())
     try {
       const user = await db.user.create({
-        data: { id: randomUUID(), username: username.normalize('NFKC'), usernameKey: key, passwordHash, createdAt: now, updatedAt: now },
+        data: { id: randomUUID(), username: displayUsername(username), usernameKey: key, usernameSkeleton: skeleton, passwordHash, createdAt: now, updatedAt: now },
         select: { id: true, username: true }
       })
       return user
@@ -76,6 +80,33 @@ export class AccountService {
     })
     sessions.applyRevocation(event)
     return issued
+  }
+
+  /**
+   * Users registered before skeletons were stored get theirs (at start, in batches). Their names are
+   * kept as they are. Where two older users already look alike, one of them (the first by id) holds
+   * the skeleton and the other keeps none: one is enough to keep a third look-alike out. Safe to run on several instances at
+   * once (each write is conditional).
+   */
+  async backfillUsernameSkeletons (batchSize = 500): Promise<number> {
+    const { db } = this.deps
+    let after = ''
+    let filled = 0
+    for (;;) {
+      const users = await db.user.findMany({
+        where: { usernameSkeleton: null, id: { gt: after } }, orderBy: { id: 'asc' }, take: batchSize, select: { id: true, usernameKey: true }
+      })
+      for (const user of users) {
+        try {
+          const { count } = await db.user.updateMany({ where: { id: user.id, usernameSkeleton: null }, data: { usernameSkeleton: usernameSkeleton(user.usernameKey) } })
+          filled += count
+        } catch (error) {
+          if (!isUniqueViolation(error)) throw error
+        }
+      }
+      if (users.length < batchSize) return filled
+      after = users[users.length - 1]!.id
+    }
   }
 
   async findAccount (userId: string): Promise<AccountView | null> {

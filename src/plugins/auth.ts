@@ -159,6 +159,7 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
     signAccessToken: (claims) => fastify.jwt.sign({ ...claims, jti: randomUUID() })
   })
   const accounts = new AccountService({ db, clock, hasher: passwordHasher, throttle, sessions, ipv6PrefixLength: config.ipv6PrefixLength })
+  await accounts.backfillUsernameSkeletons()
 
   function readToken (request: FastifyRequest): string | undefined {
     const header = request.headers.authorization
