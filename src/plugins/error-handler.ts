@@ -6,6 +6,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { isDatabaseUnavailable, isForeignKeyViolation } from '../db/client.js'
 import { InvalidCredentials, NotFound, TokenRevoked } from '../errors.js'
+import { validationMessage } from './validation-messages.js'
 
 /** Fastify's own errors, translated to the contract's codes. */
 const FRAMEWORK_CODES: Record<string, { statusCode: number, code: string }> = {
@@ -38,6 +39,8 @@ export function shape (error: HandledError): ShapedError {
   const framework = FRAMEWORK_CODES[error.code]
   if (framework !== undefined) return { ...framework, message: error.message }
   const statusCode = error.statusCode ?? 500
+  // JSON.parse's message quotes the body it failed on (a password, a token): never echoed.
+  if (statusCode === 400 && error instanceof SyntaxError) return { statusCode, code: 'VALIDATION_ERROR', message: 'The request body is not valid JSON' }
   if (statusCode >= 400 && statusCode < 500) {
     // JSON.parse failures (malformed JSON, poisoned prototypes) arrive as plain SyntaxErrors with a 400.
     const code = typeof error.code === 'string' && !error.code.startsWith('FST_') ? error.code : (CODES_BY_STATUS[statusCode] ?? 'BAD_REQUEST')
@@ -63,6 +66,8 @@ function bearerChallenge (request: FastifyRequest, code: string): string | undef
 export function sendError (request: FastifyRequest, reply: FastifyReply, thrown: HandledError): FastifyReply {
   const error = translateDatabaseError(request, thrown)
   const shaped = shape(error)
+  // One sentence in the caller's terms, built from the route's schema (src/plugins/validation-messages.ts).
+  if (error.validation !== undefined) shaped.message = validationMessage(request, error.validation as never, error.validationContext)
   if (shaped.statusCode >= 500) {
     request.log.error({ err: error }, 'request failed')
     shaped.message = shaped.statusCode === 503 ? 'Service temporarily unavailable, retry shortly' : 'Internal server error'
