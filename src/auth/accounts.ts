@@ -26,7 +26,12 @@ export class AccountService {
 
   async register (username: string, password: string): Promise<AccountView> {
     const problem = usernameProblem(username)
-    if (problem !== null) throw new ValidationFailed(problem)
+    if (problem !== null) {
+      // A compatibility form of a taken name (𝐚𝐥𝐢𝐜𝐞, ⓐⓛⓘⓒⓔ, ﬁ) reads as that name: say it is taken.
+      const folded = username.normalize('NFKC')
+      if (usernameProblem(folded) === null && await this.lookAlikeTaken(usernameKey(folded))) throw new UsernameTaken()
+      throw new ValidationFailed(problem)
+    }
     const weakness = passwordWeakness(password, username)
     if (weakness !== null) throw new WeakPassword(weakness)
     const key = usernameKey(username)
@@ -34,8 +39,7 @@ export class AccountService {
     const { db } = this.deps
     // The same name, or one that looks the same (UTS #39), is taken. The unique indexes on both hold
     // this when two registrations race; this read only saves the hashing work in the common case.
-    const taken = await db.user.findFirst({ where: { OR: [{ usernameKey: key }, { usernameSkeleton: skeleton }] }, select: { id: true } })
-    if (taken !== null) throw new UsernameTaken()
+    if (await this.lookAlikeTaken(key)) throw new UsernameTaken()
     const passwordHash = await this.deps.hasher.hash(password)
     const now = new Date(this.deps.clock())
     try {
@@ -80,6 +84,11 @@ export class AccountService {
     })
     sessions.applyRevocation(event)
     return issued
+  }
+
+  private async lookAlikeTaken (key: string): Promise<boolean> {
+    const taken = await this.deps.db.user.findFirst({ where: { OR: [{ usernameKey: key }, { usernameSkeleton: usernameSkeleton(key) }] }, select: { id: true } })
+    return taken !== null
   }
 
   /**
