@@ -6,7 +6,6 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { isDatabaseUnavailable, isForeignKeyViolation } from '../db/client.js'
 import { InvalidCredentials, NotFound, TokenRevoked } from '../errors.js'
-import { validationMessage } from './validation-messages.js'
 
 /** Fastify's own errors, translated to the contract's codes. */
 const FRAMEWORK_CODES: Record<string, { statusCode: number, code: string }> = {
@@ -66,8 +65,6 @@ function bearerChallenge (request: FastifyRequest, code: string): string | undef
 export function sendError (request: FastifyRequest, reply: FastifyReply, thrown: HandledError): FastifyReply {
   const error = translateDatabaseError(request, thrown)
   const shaped = shape(error)
-  // One sentence in the caller's terms, built from the route's schema (src/plugins/validation-messages.ts).
-  if (error.validation !== undefined) shaped.message = validationMessage(request, error.validation as never, error.validationContext)
   if (shaped.statusCode >= 500) {
     request.log.error({ err: error }, 'request failed')
     shaped.message = shaped.statusCode === 503 ? 'Service temporarily unavailable, retry shortly' : 'Internal server error'

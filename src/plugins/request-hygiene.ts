@@ -7,11 +7,13 @@
 //   unpaired surrogate (JSON's "\ud800" escape) or NUL. A password with a lone surrogate would
 //   otherwise match other lone surrogates after the hasher's UTF-8 conversion, an order item would
 //   be stored as replacement characters, and PostgreSQL cannot store NUL at all (a 500).
-// A route gets all of this by being registered on the app: nothing to declare.
+// A route gets all of this by being registered on the app: nothing to declare. Schema failures are
+// worded here too (see validation-messages.ts).
 import { isUtf8 } from 'node:buffer'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { ValidationFailed } from '../errors.js'
+import { type SchemaError, validationMessage } from './validation-messages.js'
 
 /** NUL, or a surrogate that is not half of a pair (with the u flag, a pair is one astral code point). */
 const ILL_FORMED = /[\u0000\p{Cs}]/u
@@ -56,6 +58,14 @@ function countHostHeaders (request: FastifyRequest): number {
 }
 
 export default fp(async function requestHygiene (fastify) {
+  // Every route's schema failures read as one sentence built from that route's schema
+  // (validation-messages.ts), unless the route words them itself.
+  fastify.addHook('onRoute', (route) => {
+    if (route.schemaErrorFormatter !== undefined) return
+    const schema = route.schema
+    route.schemaErrorFormatter = (errors, context) => new ValidationFailed(validationMessage(schema, errors as unknown as SchemaError[], context))
+  })
+
   fastify.addHook('onRequest', function singleHost (request, _reply, done) {
     if (countHostHeaders(request) > 1) return done(new ValidationFailed('The request has more than one Host header'))
     done()

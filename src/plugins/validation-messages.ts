@@ -1,11 +1,10 @@
 // One sentence for a request that failed its route's schema, saying what the caller got wrong in the
 // caller's own terms ("refreshToken must be a refresh token string of at most 512 characters"), not
 // Ajv's list of every branch of a union, and never the value that was sent (it may be a token or a
-// password). Built from the route's own schema, so a new route gets readable messages by declaring
-// its schema; a field can word its expectation itself with the standard `description` annotation.
-import type { FastifyRequest } from 'fastify'
-
-interface SchemaError { instancePath: string, schemaPath: string, keyword: string, params: Record<string, unknown> }
+// password). Built from the route's own schema (request-hygiene.ts sets it as every route's
+// schemaErrorFormatter), so a new route gets readable messages by declaring its schema, whatever
+// error handler it has; a field can word its expectation itself with the `description` annotation.
+export interface SchemaError { instancePath: string, schemaPath: string, keyword: string, params: Record<string, unknown> }
 type Schema = Record<string, unknown>
 
 const WHERE: Record<string, string> = { body: 'The request body', querystring: 'The query string', params: 'The URL path', headers: 'The request headers' }
@@ -73,7 +72,7 @@ export function expectation (schema: Schema): string {
  * plainest: an object with a bad `refreshToken` was meant as the object branch of a union), and at
  * that field the widest rule (a union as a whole rather than each branch).
  */
-export function validationMessage (request: FastifyRequest, errors: SchemaError[], context: string | undefined): string {
+export function validationMessage (routeSchema: unknown, errors: SchemaError[], context: string | undefined): string {
   const where = WHERE[context ?? ''] ?? 'The request'
   const failures = errors.filter((error) => typeof error.instancePath === 'string' && typeof error.schemaPath === 'string')
   if (failures.length === 0) return `${where} is not valid`
@@ -87,8 +86,8 @@ export function validationMessage (request: FastifyRequest, errors: SchemaError[
     const missing = String(error.params.missingProperty ?? '')
     return field === '' ? `${missing} is required` : `${field}.${missing} is required`
   }
-  const routeSchema = (request.routeOptions.schema as Record<string, unknown> | undefined)?.[context ?? '']
-  const failed = schemaAt(routeSchema, error.schemaPath.split('/').slice(0, -1).join('/'))
+  const partSchema = (routeSchema as Record<string, unknown> | undefined)?.[context ?? '']
+  const failed = schemaAt(partSchema, error.schemaPath.split('/').slice(0, -1).join('/'))
   if (failed === undefined) return `${subject} is not valid`
   if (error.keyword === 'pattern' && failed.description === undefined) return `${subject} must be ${expectation(failed)} in the expected format`
   return `${subject} must be ${expectation(failed)}`

@@ -61,3 +61,19 @@ t.test('messages of the checks outside the schemas are single sentences too', as
     t.notMatch(json(response).message, /\. [A-Z]/, 'one sentence')
   }
 })
+
+t.test('a route added later gets the same messages and the same NUL/surrogate refusal, even with its own error handler', async (t) => {
+  const app = await testApp(t)
+  await app.register(async (child) => {
+    child.setErrorHandler((error: { message: string, code?: string }, _request, reply) => reply.status(400).send({ own: true, code: error.code, message: error.message }))
+    child.post('/test-only/notes', {
+      config: { public: true },
+      schema: { body: { type: 'object', properties: { note: { type: 'string', minLength: 1, maxLength: 5 } }, required: ['note'] } }
+    }, async () => ({ ok: true }))
+  })
+  const long = await app.inject({ method: 'POST', url: '/test-only/notes', payload: { note: 'far too long' } })
+  t.same(json(long), { own: true, code: 'VALIDATION_ERROR', message: 'note must be a non-empty string of at most 5 characters' })
+  const nul = await app.inject({ method: 'POST', url: '/test-only/notes', payload: { note: 'a\u0000' } })
+  t.same(json(nul), { own: true, code: 'VALIDATION_ERROR', message: 'note must not contain the NUL character (U+0000)' })
+  t.equal((await app.inject({ method: 'POST', url: '/test-only/notes', payload: { note: 'fine' } })).statusCode, 200, 'control')
+})
