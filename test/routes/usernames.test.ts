@@ -102,4 +102,38 @@ for (const database of testDatabases()) {
     assertError(t, await send('d\u0430ve'), 409, 'AUTH_USERNAME_TAKEN', 'a new look-alike of an older user')
     t.equal((await send('erin')).statusCode, 201, 'control: a fresh name registers')
   })
+
+  t.test(`two instances starting at once both fill in skeletons, without errors (${database})`, async (t) => {
+    const first = await testApp(t, { database })
+    const now = new Date()
+    const ids: string[] = []
+    for (let i = 0; i < 30; i++) {
+      const id = randomUUID()
+      const username = i % 3 === 0 ? `old\u0430user${i}` : `olduser${i}`
+      ids.push(id)
+      await first.db.user.create({ data: { id, username, usernameKey: username.toLowerCase(), passwordHash: 'x', createdAt: now, updatedAt: now } })
+    }
+    const [a, b] = await Promise.all([testApp(t, { sameDatabaseAs: first }), testApp(t, { sameDatabaseAs: first })])
+    const rows = await a.db.user.findMany({ where: { id: { in: ids } } })
+    const skeletons = rows.map((row) => row.usernameSkeleton).filter((skeleton) => skeleton !== null)
+    t.equal(new Set(skeletons).size, skeletons.length, 'no skeleton twice')
+    t.equal(skeletons.length, 30, 'every older user got a skeleton (none of these names look alike)')
+    const response = await b.inject({ method: 'POST', url: '/auth/register', payload: { username: 'olduser1', password: PASSWORD } })
+    t.equal(response.statusCode, 409, 'a name of an older user is taken')
+  })
+
+  t.test(`registration raced against logins of the same name: no 5xx, and logins work after (${database})`, async (t) => {
+    const app = await testApp(t, { database })
+    const name = `racelogin${randomBytes(2).toString('hex').replace(/[0-9]/g, 'q')}`
+    const responses = await Promise.all([
+      app.inject({ method: 'POST', url: '/auth/register', payload: { username: name, password: PASSWORD } }),
+      app.inject({ method: 'POST', url: '/auth/register', payload: { username: name.replace('a', '\u0430'), password: PASSWORD } }),
+      ...Array.from({ length: 4 }, () => app.inject({ method: 'POST', url: '/auth/login', payload: { username: name, password: PASSWORD } }))
+    ])
+    for (const response of responses) t.ok(response.statusCode < 500, `no 5xx (${response.statusCode})`)
+    t.same(responses.slice(0, 2).map((response) => response.statusCode).sort(), [201, 409], 'one of the look-alikes registered')
+    for (const response of responses.slice(2)) t.ok([200, 401].includes(response.statusCode), 'a login before the user exists is 401, after it 200')
+    const winner = json(responses[0]!).user?.username ?? json(responses[1]!).user.username
+    t.equal((await login(app, winner)).user.username, winner, 'the registered name logs in')
+  })
 }
