@@ -2,14 +2,15 @@
 import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify'
 import type { Config } from './config.js'
 
+/** Longer parameter names are logged as [REDACTED]: a bare `?<token>` is a value, not a name. */
+const NAME_MAX_LOGGED = 32
+
 /**
  * The URL as logged: its path, and of its query only the parameter names, never a value. A credential
  * can ride in any parameter under any spelling (`?refreshToken=`, `?access_token[]=`, a percent-encoded
  * or NUL-suffixed name, `;token=` in the path), so no list of names to hide can be complete: every value
  * is dropped instead. Path parameters that follow a `;` are cut the same way.
  */
-const NAME_MAX_LOGGED = 32
-
 export function loggedUrl (url: string): string {
   const queryStart = url.indexOf('?')
   const rawPath = queryStart === -1 ? url : url.slice(0, queryStart)
