@@ -11,6 +11,7 @@ import { lazyRequestLogger, loggerOptions } from './logging.js'
 import errorHandler, { sendError } from './plugins/error-handler.js'
 import rateLimits from './plugins/rate-limit.js'
 import redis from './plugins/redis.js'
+import requestHygiene from './plugins/request-hygiene.js'
 import revocationDoorbell from './plugins/revocation-doorbell.js'
 import securityHeaders from './plugins/security-headers.js'
 import authRoutes from './routes/auth/index.js'
@@ -57,6 +58,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   for (const warning of config.warnings) fastify.log.warn(warning)
 
   await fastify.register(errorHandler)
+  // Before any route: two Host headers, non-UTF-8 JSON, NUL and lone surrogates are refused (400).
+  await fastify.register(requestHygiene)
   await fastify.register(cors, {
     // Only the configured origins get CORS headers (with credentials); never '*'.
     origin: (origin, callback) => callback(null, origin !== undefined && config.allowedOrigins.includes(origin)),

@@ -31,6 +31,7 @@ const EnvSchema = Type.Object({
   LOGIN_MAX_FAILURES: Type.Integer({ minimum: 1, maximum: 1000, default: 5 }),
   LOGIN_LOCK_WINDOW: Seconds(900),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 100 }),
+  IPV6_PREFIX_LENGTH: Type.Integer({ minimum: 1, maximum: 128, default: 64 }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   TRUST_PROXY: Type.Boolean({ default: false }),
   LOG_LEVEL: Type.Union(
@@ -78,6 +79,8 @@ export interface Config {
   allowRegistration: boolean
   login: { maxFailures: number, lockWindow: number }
   rateLimitMax: number
+  /** IPv6 clients are counted per network of this prefix length by both limits (src/auth/client-address.ts). */
+  ipv6PrefixLength: number
   passwordHashConcurrency: number
   revocationPollIntervalMs: number
   /** Messages for the log once the logger exists (e.g. a generated secret). */
@@ -219,6 +222,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     allowRegistration: env.ALLOW_REGISTRATION,
     login: { maxFailures: env.LOGIN_MAX_FAILURES, lockWindow: env.LOGIN_LOCK_WINDOW },
     rateLimitMax: env.RATE_LIMIT_MAX,
+    ipv6PrefixLength: env.IPV6_PREFIX_LENGTH,
     passwordHashConcurrency: env.PASSWORD_HASH_CONCURRENCY,
     revocationPollIntervalMs: env.REVOCATION_POLL_INTERVAL_MS,
     warnings

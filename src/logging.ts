@@ -2,22 +2,29 @@
 import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify'
 import type { Config } from './config.js'
 
-/** Requests are logged without any access token that rode in the query string. */
-function urlWithoutToken (url: string): string {
-  const start = url.indexOf('?')
-  if (start === -1) return url
-  // The query parser decodes keys, so `access%5Ftoken` is the same parameter and must be hidden too.
-  const pairs = url.slice(start + 1).split('&').map((pair) => {
+/** Longer parameter names are logged as [REDACTED]: a bare `?<token>` is a value, not a name. */
+const NAME_MAX_LOGGED = 32
+
+/**
+ * The URL as logged: its path, and of its query only the parameter names, never a value. A credential
+ * can ride in any parameter under any spelling (`?refreshToken=`, `?access_token[]=`, a percent-encoded
+ * or NUL-suffixed name, `;token=` in the path), so no list of names to hide can be complete: every value
+ * is dropped instead. Path parameters that follow a `;` are cut the same way.
+ */
+export function loggedUrl (url: string): string {
+  const queryStart = url.indexOf('?')
+  const rawPath = queryStart === -1 ? url : url.slice(0, queryStart)
+  const semicolon = rawPath.indexOf(';')
+  const path = semicolon === -1 ? rawPath : `${rawPath.slice(0, semicolon)};[REDACTED]`
+  if (queryStart === -1) return path
+  const names = url.slice(queryStart + 1).split('&').filter((pair) => pair !== '').map((pair) => {
     const key = pair.split('=', 1)[0]!
-    let name: string
-    try {
-      name = decodeURIComponent(key).toLowerCase()
-    } catch {
-      name = key.toLowerCase()
-    }
-    return name === 'access_token' && pair.includes('=') ? `${key}=[REDACTED]` : pair
+    // Names are kept as sent (still percent-encoded), never decoded into the line. A long "name" with
+    // no value is a value in disguise (`?<token>`): hidden too.
+    const name = key.length > NAME_MAX_LOGGED ? '[REDACTED]' : key
+    return pair.includes('=') ? `${name}=[REDACTED]` : name
   })
-  return `${url.slice(0, start)}?${pairs.join('&')}`
+  return names.length === 0 ? path : `${path}?${names.join('&')}`
 }
 
 export function loggerOptions (config: Config): FastifyServerOptions['logger'] {
@@ -32,7 +39,7 @@ export function loggerOptions (config: Config): FastifyServerOptions['logger'] {
     },
     serializers: {
       req (request) {
-        return { method: request.method, url: urlWithoutToken(request.url), remoteAddress: request.ip }
+        return { method: request.method, url: loggedUrl(request.url), remoteAddress: request.ip }
       }
     }
   }

@@ -3,12 +3,13 @@
 // answer as a wrong password.
 import { randomUUID } from 'node:crypto'
 import { type Db, isUniqueViolation } from '../db/client.js'
+import { clientAddressKey } from './client-address.js'
 import { InvalidCredentials, UsernameTaken, ValidationFailed, WeakPassword, rateLimited } from '../errors.js'
 import type { LoginThrottle } from './login-throttle.js'
 import { type PasswordHasher, passwordWeakness } from './passwords.js'
 import type { AccountView, IssuedTokens, SessionContext, SessionService } from './sessions.js'
 import type { Clock } from './token-rules.js'
-import { usernameKey, usernameProblem } from './usernames.js'
+import { displayUsername, usernameKey, usernameProblem, usernameSkeleton } from './usernames.js'
 
 export interface AccountServiceDeps {
   db: Db
@@ -16,6 +17,8 @@ export interface AccountServiceDeps {
   hasher: PasswordHasher
   throttle: LoginThrottle
   sessions: SessionService
+  /** IPv6 clients are throttled per network of this prefix length (src/auth/client-address.ts). */
+  ipv6PrefixLength?: number
 }
 
 export class AccountService {
@@ -23,17 +26,25 @@ export class AccountService {
 
   async register (username: string, password: string): Promise<AccountView> {
     const problem = usernameProblem(username)
-    if (problem !== null) throw new ValidationFailed(problem)
+    if (problem !== null) {
+      // A compatibility form of a taken name (𝐚𝐥𝐢𝐜𝐞, ⓐⓛⓘⓒⓔ, ﬁ) reads as that name: say it is taken.
+      const folded = username.normalize('NFKC')
+      if (usernameProblem(folded) === null && await this.lookAlikeTaken(usernameKey(folded))) throw new UsernameTaken()
+      throw new ValidationFailed(problem)
+    }
     const weakness = passwordWeakness(password, username)
     if (weakness !== null) throw new WeakPassword(weakness)
     const key = usernameKey(username)
+    const skeleton = usernameSkeleton(key)
     const { db } = this.deps
-    if (await db.user.findUnique({ where: { usernameKey: key }, select: { id: true } }) !== null) throw new UsernameTaken()
+    // The same name, or one that looks the same (UTS #39), is taken. The unique indexes on both hold
+    // this when two registrations race; this read only saves the hashing work in the common case.
+    if (await this.lookAlikeTaken(key)) throw new UsernameTaken()
     const passwordHash = await this.deps.hasher.hash(password)
     const now = new Date(this.deps.clock())
     try {
       const user = await db.user.create({
-        data: { id: randomUUID(), username: username.normalize('NFKC'), usernameKey: key, passwordHash, createdAt: now, updatedAt: now },
+        data: { id: randomUUID(), username: displayUsername(username), usernameKey: key, usernameSkeleton: skeleton, passwordHash, createdAt: now, updatedAt: now },
         select: { id: true, username: true }
       })
       return user
@@ -75,12 +86,45 @@ export class AccountService {
     return issued
   }
 
+  private async lookAlikeTaken (key: string): Promise<boolean> {
+    const taken = await this.deps.db.user.findFirst({ where: { OR: [{ usernameKey: key }, { usernameSkeleton: usernameSkeleton(key) }] }, select: { id: true } })
+    return taken !== null
+  }
+
+  /**
+   * Users registered before skeletons were stored get theirs (at start, in batches). Their names are
+   * kept as they are. Where two older users already look alike, one of them (the first by id) holds
+   * the skeleton and the other keeps none: one is enough to keep a third look-alike out. Safe to run on several instances at
+   * once (each write is conditional).
+   */
+  async backfillUsernameSkeletons (batchSize = 500): Promise<number> {
+    const { db } = this.deps
+    let after = ''
+    let filled = 0
+    for (;;) {
+      const users = await db.user.findMany({
+        where: { usernameSkeleton: null, id: { gt: after } }, orderBy: { id: 'asc' }, take: batchSize, select: { id: true, usernameKey: true }
+      })
+      for (const user of users) {
+        try {
+          const { count } = await db.user.updateMany({ where: { id: user.id, usernameSkeleton: null }, data: { usernameSkeleton: usernameSkeleton(user.usernameKey) } })
+          filled += count
+        } catch (error) {
+          if (!isUniqueViolation(error)) throw error
+        }
+      }
+      if (users.length < batchSize) return filled
+      after = users[users.length - 1]!.id
+    }
+  }
+
   async findAccount (userId: string): Promise<AccountView | null> {
     return this.deps.db.user.findUnique({ where: { id: userId }, select: { id: true, username: true } })
   }
 
   private async checkPassword (key: string, password: string, address: string): Promise<AccountView & { tokenVersion: number }> {
     const { db, hasher, throttle } = this.deps
+    address = clientAddressKey(address, this.deps.ipv6PrefixLength)
     const retryAfter = await throttle.attempt(key, address)
     if (retryAfter > 0) throw rateLimited(retryAfter)
     const user = await db.user.findUnique({ where: { usernameKey: key } })

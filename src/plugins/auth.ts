@@ -59,6 +59,28 @@ const REQUIRED_CLAIMS = ['iss', 'aud', 'sub', 'sid', 'ver', 'jti', 'iat', 'exp']
 const BEARER = /^Bearer +([^ ]+) *$/i
 const VERIFIED_TOKENS_KEPT = 10_000
 
+/** The ids this server issues (users, sessions): crypto.randomUUID(), lower case. */
+const ISSUED_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+const isNumericDate = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) >= 0
+
+/**
+ * Defence in depth behind the signature: the claims must have exactly the types and shapes this
+ * server puts in them, so that a token made with the key by anything else (or a bug) cannot smuggle
+ * in a `sid` that names a revoked session differently (upper case, a trailing space), an empty
+ * `sub`, or a date that never comes (`exp` 1e309 parses as Infinity).
+ */
+function hasIssuedClaimShapes (claims: object): boolean {
+  const payload = claims as Record<string, unknown>
+  return typeof payload.sub === 'string' && ISSUED_ID.test(payload.sub) &&
+    typeof payload.sid === 'string' && ISSUED_ID.test(payload.sid) &&
+    Number.isSafeInteger(payload.ver) && (payload.ver as number) >= 0 &&
+    typeof payload.jti === 'string' && payload.jti !== '' &&
+    isNumericDate(payload.exp) && isNumericDate(payload.iat) &&
+    (payload.nbf === undefined || isNumericDate(payload.nbf)) &&
+    (payload.preferred_username === undefined || typeof payload.preferred_username === 'string') &&
+    (payload.client_id === undefined || typeof payload.client_id === 'string')
+}
+
 export interface AuthPluginOptions { config: Config, clock: Clock }
 
 /** A verifier bound to one key: @fastify/jwt's verify for the current key or a previous one. */
@@ -100,7 +122,7 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
     if (verify === undefined) throw new TokenInvalid()
     const { header, payload } = verify(token)
     if (header.kid === undefined || !verifiers.has(header.kid)) throw new TokenInvalid()
-    if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string' || !Number.isSafeInteger(payload.ver)) throw new TokenInvalid()
+    if (!hasIssuedClaimShapes(payload)) throw new TokenInvalid()
     return payload
   }
   // A client sends the same access token with every request for its lifetime, and the signature
@@ -136,7 +158,8 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
     revocations,
     signAccessToken: (claims) => fastify.jwt.sign({ ...claims, jti: randomUUID() })
   })
-  const accounts = new AccountService({ db, clock, hasher: passwordHasher, throttle, sessions })
+  const accounts = new AccountService({ db, clock, hasher: passwordHasher, throttle, sessions, ipv6PrefixLength: config.ipv6PrefixLength })
+  await accounts.backfillUsernameSkeletons()
 
   function readToken (request: FastifyRequest): string | undefined {
     const header = request.headers.authorization

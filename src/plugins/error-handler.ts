@@ -38,6 +38,8 @@ export function shape (error: HandledError): ShapedError {
   const framework = FRAMEWORK_CODES[error.code]
   if (framework !== undefined) return { ...framework, message: error.message }
   const statusCode = error.statusCode ?? 500
+  // JSON.parse's message quotes the body it failed on (a password, a token): never echoed.
+  if (statusCode === 400 && error instanceof SyntaxError) return { statusCode, code: 'VALIDATION_ERROR', message: 'The request body is not valid JSON' }
   if (statusCode >= 400 && statusCode < 500) {
     // JSON.parse failures (malformed JSON, poisoned prototypes) arrive as plain SyntaxErrors with a 400.
     const code = typeof error.code === 'string' && !error.code.startsWith('FST_') ? error.code : (CODES_BY_STATUS[statusCode] ?? 'BAD_REQUEST')
@@ -88,6 +90,6 @@ export default fp(async function errorHandler (fastify) {
     return sendError(request, reply, error)
   })
   fastify.setNotFoundHandler(function (request, reply) {
-    return sendError(request, reply, new NotFound(`Route ${request.method}:${request.url.split('?')[0]} not found`))
+    return sendError(request, reply, new NotFound(`Route ${request.method}:${request.url.split(/[?;]/, 1)[0]} not found`))
   })
 }, { name: 'error-handler' })

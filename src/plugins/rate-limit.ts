@@ -5,6 +5,7 @@ import { createRequire } from 'node:module'
 import rateLimit from '@fastify/rate-limit'
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
+import { clientAddressKey } from '../auth/client-address.js'
 import { rateLimited } from '../errors.js'
 
 const require = createRequire(import.meta.url)
@@ -60,7 +61,8 @@ class SharedLocalStore implements Store {
 export default fp(async function rateLimits (fastify) {
   await fastify.register(rateLimit, {
     global: false,
-    keyGenerator: (request) => request.ip,
+    // The same bucket as the login throttle's: IPv6 by its prefix, IPv4-mapped as IPv4.
+    keyGenerator: (request) => clientAddressKey(request.ip, fastify.config.ipv6PrefixLength),
     store: fastify.redis === null ? SharedLocalStore : fallbackStoreFor(fastify.redis),
     errorResponseBuilder: (_request, context) => rateLimited(Math.max(1, Math.ceil(context.ttl / 1000)))
   })

@@ -11,9 +11,9 @@ export const User = Type.Object({ id: Type.String(), username: Type.String() })
  * Lengths are checked again by the domain; these bounds only keep absurd input cheap to refuse.
  * Ajv counts them in code points, like characterCount (and /oauth/token, which uses it).
  */
-const Username = Type.String({ minLength: 1, maxLength: LOGIN_USERNAME_MAX_LENGTH, pattern: WITHOUT_NUL })
-const Password = Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH })
-const RefreshTokenField = Type.String({ minLength: 1, maxLength: 512 })
+const Username = Type.String({ minLength: 1, maxLength: LOGIN_USERNAME_MAX_LENGTH, pattern: WITHOUT_NUL, description: `a username string of 1 to ${LOGIN_USERNAME_MAX_LENGTH} characters` })
+const Password = Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH, description: `a password string of 1 to ${PASSWORD_MAX_LENGTH} characters` })
+const RefreshTokenField = Type.String({ minLength: 1, maxLength: 512, description: 'a refresh token string of at most 512 characters' })
 
 export const RegisterBody = Type.Object({ username: Username, password: Password }, { additionalProperties: false })
 export const LoginBody = Type.Object({

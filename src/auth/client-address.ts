@@ -1,0 +1,18 @@
+// The client address as the limits count it. One IPv6 client usually owns a whole prefix (a /64 is
+// the smallest a provider hands out), so counting each address on its own would give it 2^64 fresh
+// budgets: IPv6 addresses are grouped by a configurable prefix, and an IPv4-mapped IPv6 address
+// (::ffff:a.b.c.d, as a dual-stack socket reports IPv4 clients) counts as its IPv4 address. Both the
+// per-address request limit (@fastify/rate-limit) and the login throttle key on this.
+import { normalizeIP } from '@fastify/rate-limit'
+
+export const DEFAULT_IPV6_PREFIX_LENGTH = 64
+
+/** The address's bucket: IPv4 as is, IPv6 as the first address of its /prefixLength network. */
+export function clientAddressKey (address: string, prefixLength = DEFAULT_IPV6_PREFIX_LENGTH): string {
+  try {
+    return normalizeIP(address, prefixLength)
+  } catch {
+    // Not an address the parser reads (a bogus forwarded header): counted as the text it is.
+    return address.toLowerCase()
+  }
+}
