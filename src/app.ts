@@ -5,10 +5,13 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Clock } from './auth/token-rules.js'
 import type { Config } from './config.js'
 import { ValidationFailed } from './errors.js'
+import apiDocs from './plugins/api-docs.js'
 import auth from './plugins/auth.js'
+import authEvents from './plugins/auth-events.js'
 import database from './plugins/database.js'
 import { lazyRequestLogger, loggerOptions } from './logging.js'
 import errorHandler, { sendError } from './plugins/error-handler.js'
+import metrics from './plugins/metrics.js'
 import rateLimits from './plugins/rate-limit.js'
 import redis from './plugins/redis.js'
 import revocationDoorbell from './plugins/revocation-doorbell.js'
@@ -57,6 +60,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   for (const warning of config.warnings) fastify.log.warn(warning)
 
   await fastify.register(errorHandler)
+  // Before anything that adds routes: the docs see every route registered after them.
+  if (config.apiDocs) await fastify.register(apiDocs)
   await fastify.register(cors, {
     // Only the configured origins get CORS headers (with credentials); never '*'.
     origin: (origin, callback) => callback(null, origin !== undefined && config.allowedOrigins.includes(origin)),
@@ -69,10 +74,12 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   })
   await fastify.register(securityHeaders)
   await fastify.register(redis, { url: config.redisUrl })
+  await fastify.register(authEvents)
   await fastify.register(rateLimits)
   await fastify.register(database, { database: config.database })
   await fastify.register(auth, { config, clock })
   await fastify.register(revocationDoorbell)
+  if (config.metricsPort !== undefined) await fastify.register(metrics, { host: config.host, port: config.metricsPort })
 
   await fastify.register(healthRoutes)
   await fastify.register(authRoutes)

@@ -134,9 +134,10 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
     lifetimes: config.ttl,
     seal: new SuccessorSeal(config.jwt.secret),
     revocations,
-    signAccessToken: (claims) => fastify.jwt.sign({ ...claims, jti: randomUUID() })
+    signAccessToken: (claims) => fastify.jwt.sign({ ...claims, jti: randomUUID() }),
+    events: fastify.authEvents
   })
-  const accounts = new AccountService({ db, clock, hasher: passwordHasher, throttle, sessions })
+  const accounts = new AccountService({ db, clock, hasher: passwordHasher, throttle, sessions, events: fastify.authEvents })
 
   function readToken (request: FastifyRequest): string | undefined {
     const header = request.headers.authorization
@@ -216,4 +217,4 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   fastify.addHook('onClose', async () => {
     for (const timer of [poll, forget, eraseSeals, prune]) clearInterval(timer)
   })
-}, { name: 'auth', dependencies: ['database', 'redis'] })
+}, { name: 'auth', dependencies: ['database', 'redis', 'auth-events'] })

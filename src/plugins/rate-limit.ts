@@ -62,6 +62,9 @@ export default fp(async function rateLimits (fastify) {
     global: false,
     keyGenerator: (request) => request.ip,
     store: fastify.redis === null ? SharedLocalStore : fallbackStoreFor(fastify.redis),
-    errorResponseBuilder: (_request, context) => rateLimited(Math.max(1, Math.ceil(context.ttl / 1000)))
+    errorResponseBuilder: (_request, context) => {
+      fastify.authEvents.report({ type: 'rate-limited', limiter: 'requests' })
+      return rateLimited(Math.max(1, Math.ceil(context.ttl / 1000)))
+    }
   })
-}, { name: 'rate-limit', dependencies: ['redis'] })
+}, { name: 'rate-limit', dependencies: ['redis', 'auth-events'] })

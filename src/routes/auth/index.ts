@@ -66,7 +66,7 @@ export default async function authRoutes (app: FastifyInstance) {
       if (presented !== undefined) {
         const session = await sessions.findLiveSession(presented.token)
         if (session === null) throw new RefreshInvalid()
-        await sessions.revokeSession(session.id, 'logout')
+        await sessions.revokeSession(session.id, 'logout', session.userId)
       } else {
         const principal = fastify.verifyAccessToken(request)
         await sessions.revokeSession(principal.sessionId, 'logout', principal.userId)
