@@ -24,4 +24,4 @@ export function errorResponses<S extends number> (codesByStatus: Record<S, strin
 }
 
 /** A 204: no body. */
-export const NoContent = (description: string) => Type.Null({ description })
+export const NoContent = (description: string) => Type.Unsafe<void>(Type.Null({ description }))
