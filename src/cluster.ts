@@ -2,7 +2,7 @@
 // migrations once, restarts workers that die, and relays the revocation doorbell between workers so a
 // logout on one worker is refused by the others at once.
 import cluster from 'node:cluster'
-import { createServer } from 'node:http'
+import { type Server, createServer } from 'node:http'
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { AggregatorRegistry } from 'prom-client'
@@ -30,9 +30,10 @@ try {
 
 // Workers do not open METRICS_PORT themselves (src/plugins/metrics.ts): the primary answers with the
 // sum of their registries, so one scrape sees the whole machine.
+let metricsServer: Server | undefined
 if (config.metricsPort !== undefined) {
   const aggregator = new AggregatorRegistry()
-  createServer((request, response) => {
+  metricsServer = createServer((request, response) => {
     if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
       response.writeHead(404, { 'content-type': 'text/plain' }).end('Not found: metrics are at GET /metrics\n')
       return
@@ -65,6 +66,8 @@ for (let i = 0; i < workers; i++) fork()
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
     stopping = true
+    // Once the workers are gone nothing else keeps the primary alive.
+    metricsServer?.close()
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal)
   })
 }

@@ -113,6 +113,9 @@ export default fp(async function metrics (fastify, { host, port }: MetricsOption
 
   let server: Server | undefined
   if (cluster.isWorker) {
+    // Constructing one is what makes prom-client answer the primary's requests in this worker.
+    // eslint-disable-next-line no-new
+    new AggregatorRegistry()
     AggregatorRegistry.setRegistries([registry])
   } else {
     server = createServer((request, response) => {
