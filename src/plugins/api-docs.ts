@@ -32,10 +32,16 @@ declare module 'fastify' {
 
 export const DOCS_PREFIX = '/docs'
 
+/**
+ * The one <style> element Swagger UI (swagger-ui-dist 5) injects at run time. A new version may inject
+ * another: test/plugins/api-docs-browser.test.ts then fails, and Chromium's message names the new hash.
+ */
+const SWAGGER_UI_INLINE_STYLE = "'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='"
+
 /** The UI page may load its own scripts, styles and images and fetch the document; nothing else. */
 const DOCS_CSP = [
   "default-src 'none'", "base-uri 'none'", "connect-src 'self'", "font-src 'self' data:", "form-action 'none'",
-  "frame-ancestors 'none'", "img-src 'self' data:", "object-src 'none'", "script-src 'self'", "style-src 'self'"
+  "frame-ancestors 'none'", "img-src 'self' data:", "object-src 'none'", "script-src 'self'", `style-src 'self' ${SWAGGER_UI_INLINE_STYLE}`
 ].join('; ')
 
 const TOKEN_ERRORS = ['AUTH_TOKEN_MISSING', 'AUTH_TOKEN_INVALID', 'AUTH_TOKEN_EXPIRED', 'AUTH_TOKEN_REVOKED']
