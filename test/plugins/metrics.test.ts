@@ -140,6 +140,25 @@ for (const database of testDatabases()) {
   })
 }
 
+t.test('an expired token and one of an ended session are counted apart', async (t) => {
+  const clock = testClock()
+  const app = await testApp(t, { clock, env: { ...metricsEnv, REFRESH_IDLE_TTL: '60' } })
+  await app.ready()
+  const account = await register(app)
+  const ended = await login(app, account.username)
+  const idle = await login(app, account.username)
+  t.equal((await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: ended.refreshToken } })).statusCode, 204)
+  const before = (await scrape(app)).samples
+  t.equal(json(await refresh(app, ended.refreshToken)).code, 'AUTH_REFRESH_INVALID', 'a logged-out session\'s token')
+  clock.advance(61_000)
+  t.equal(json(await refresh(app, idle.refreshToken)).code, 'AUTH_REFRESH_INVALID', 'a token idle past its lifetime')
+  const after = (await scrape(app)).samples
+  t.equal(moved(before, after, 'auth_refreshes_total{outcome="refused"}'), 1)
+  t.equal(moved(before, after, 'auth_refreshes_total{outcome="expired"}'), 1)
+  t.equal(moved(before, after, 'auth_refreshes_total{outcome="invalid"}'), 0)
+  t.equal(moved(before, after, 'auth_refreshes_total{outcome="reused"}'), 0, 'neither is reuse')
+})
+
 t.test('the metrics listener is separate, serves only GET /metrics, and is off while METRICS_PORT is unset', async (t) => {
   const app = await testApp(t, { env: { METRICS_PORT: '0' } })
   await app.ready()
