@@ -5,13 +5,11 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Clock } from './auth/token-rules.js'
 import type { Config } from './config.js'
 import { ValidationFailed } from './errors.js'
-import apiDocs from './plugins/api-docs.js'
 import auth from './plugins/auth.js'
 import authEvents from './plugins/auth-events.js'
 import database from './plugins/database.js'
 import { lazyRequestLogger, loggerOptions } from './logging.js'
 import errorHandler, { sendError } from './plugins/error-handler.js'
-import metrics from './plugins/metrics.js'
 import rateLimits from './plugins/rate-limit.js'
 import redis from './plugins/redis.js'
 import revocationDoorbell from './plugins/revocation-doorbell.js'
@@ -61,7 +59,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   await fastify.register(errorHandler)
   // Before anything that adds routes: the docs see every route registered after them.
-  if (config.apiDocs) await fastify.register(apiDocs)
+  // (Loaded only when switched on: the docs and metrics libraries cost start-up time otherwise.)
+  if (config.apiDocs) await fastify.register((await import('./plugins/api-docs.js')).default)
   await fastify.register(cors, {
     // Only the configured origins get CORS headers (with credentials); never '*'.
     origin: (origin, callback) => callback(null, origin !== undefined && config.allowedOrigins.includes(origin)),
@@ -79,7 +78,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await fastify.register(database, { database: config.database })
   await fastify.register(auth, { config, clock })
   await fastify.register(revocationDoorbell)
-  if (config.metricsPort !== undefined) await fastify.register(metrics, { host: config.host, port: config.metricsPort })
+  if (config.metricsPort !== undefined) await fastify.register((await import('./plugins/metrics.js')).default, { host: config.host, port: config.metricsPort })
 
   await fastify.register(healthRoutes)
   await fastify.register(authRoutes)
