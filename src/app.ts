@@ -6,6 +6,7 @@ import type { Clock } from './auth/token-rules.js'
 import type { Config } from './config.js'
 import { ValidationFailed } from './errors.js'
 import auth from './plugins/auth.js'
+import authEvents from './plugins/auth-events.js'
 import database from './plugins/database.js'
 import { lazyRequestLogger, loggerOptions } from './logging.js'
 import errorHandler, { sendError } from './plugins/error-handler.js'
@@ -60,6 +61,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await fastify.register(errorHandler)
   // Before any route: two Host headers, non-UTF-8 JSON, NUL and lone surrogates are refused (400).
   await fastify.register(requestHygiene)
+  // Before anything that adds routes: the docs see every route registered after them.
+  // (Loaded only when switched on: the docs and metrics libraries cost start-up time otherwise.)
+  if (config.apiDocs) await fastify.register((await import('./plugins/api-docs.js')).default)
   await fastify.register(cors, {
     // Only the configured origins get CORS headers (with credentials); never '*'.
     origin: (origin, callback) => callback(null, origin !== undefined && config.allowedOrigins.includes(origin)),
@@ -72,10 +76,12 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   })
   await fastify.register(securityHeaders)
   await fastify.register(redis, { url: config.redisUrl })
+  await fastify.register(authEvents)
   await fastify.register(rateLimits)
   await fastify.register(database, { database: config.database })
   await fastify.register(auth, { config, clock })
   await fastify.register(revocationDoorbell)
+  if (config.metricsPort !== undefined) await fastify.register((await import('./plugins/metrics.js')).default, { host: config.host, port: config.metricsPort })
 
   await fastify.register(healthRoutes)
   await fastify.register(authRoutes)

@@ -2,8 +2,10 @@
 // migrations once, restarts workers that die, and relays the revocation doorbell between workers so a
 // logout on one worker is refused by the others at once.
 import cluster from 'node:cluster'
+import { type Server, createServer } from 'node:http'
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { AggregatorRegistry } from 'prom-client'
 import { ConfigError, loadConfig } from './config.js'
 import { applyMigrations } from './db/migrate.js'
 import { DOORBELL_MESSAGE } from './plugins/revocation-doorbell.js'
@@ -17,11 +19,32 @@ if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
   console.error('Invalid configuration: WORKERS must be a whole number from 1 to 256')
   process.exit(1)
 }
+let config
 try {
-  await applyMigrations(loadConfig().database)
+  config = loadConfig()
+  await applyMigrations(config.database)
 } catch (error) {
   console.error(error instanceof ConfigError ? error.message : error)
   process.exit(1)
+}
+
+// Workers do not open METRICS_PORT themselves (src/plugins/metrics.ts): the primary answers with the
+// sum of their registries, so one scrape sees the whole machine.
+let metricsServer: Server | undefined
+if (config.metricsPort !== undefined) {
+  const aggregator = new AggregatorRegistry()
+  metricsServer = createServer((request, response) => {
+    if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('Not found: metrics are at GET /metrics\n')
+      return
+    }
+    aggregator.clusterMetrics().then((text) => {
+      response.writeHead(200, { 'content-type': aggregator.contentType }).end(text)
+    }, (error: unknown) => {
+      console.error('collecting metrics from the workers failed', error)
+      response.writeHead(500, { 'content-type': 'text/plain' }).end('collecting metrics failed\n')
+    })
+  }).listen({ host: config.host, port: config.metricsPort })
 }
 
 cluster.setupPrimary({ exec: fileURLToPath(new URL('./server.js', import.meta.url)) })
@@ -43,6 +66,8 @@ for (let i = 0; i < workers; i++) fork()
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
     stopping = true
+    // Once the workers are gone nothing else keeps the primary alive.
+    metricsServer?.close()
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal)
   })
 }

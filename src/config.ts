@@ -39,7 +39,10 @@ const EnvSchema = Type.Object({
     { default: 'info' }
   ),
   PASSWORD_HASH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: Math.max(1, availableParallelism() - 1) }),
-  REVOCATION_POLL_INTERVAL_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 })
+  REVOCATION_POLL_INTERVAL_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 }),
+  // Operators: the OpenAPI docs (default: on outside production) and the Prometheus listener (off while unset).
+  API_DOCS: Type.Optional(Type.Boolean()),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 }))
 })
 type Env = Static<typeof EnvSchema>
 
@@ -83,6 +86,10 @@ export interface Config {
   ipv6PrefixLength: number
   passwordHashConcurrency: number
   revocationPollIntervalMs: number
+  /** Serve GET /docs and /docs/openapi.json. */
+  apiDocs: boolean
+  /** Port of the separate Prometheus listener (on HOST); undefined: no metrics at all. */
+  metricsPort: number | undefined
   /** Messages for the log once the logger exists (e.g. a generated secret). */
   warnings: string[]
 }
@@ -225,6 +232,8 @@ export function loadConfig (source: Record<string, string | undefined> = process
     ipv6PrefixLength: env.IPV6_PREFIX_LENGTH,
     passwordHashConcurrency: env.PASSWORD_HASH_CONCURRENCY,
     revocationPollIntervalMs: env.REVOCATION_POLL_INTERVAL_MS,
+    apiDocs: env.API_DOCS ?? env.NODE_ENV !== 'production',
+    metricsPort: env.METRICS_PORT,
     warnings
   }
 }

@@ -27,9 +27,18 @@ export function loggedUrl (url: string): string {
   return names.length === 0 ? path : `${path}?${names.join('&')}`
 }
 
-export function loggerOptions (config: Config): FastifyServerOptions['logger'] {
+/**
+ * Readable lines (pino-pretty, in a worker thread) for a person at a terminal during development;
+ * JSON lines, one object each, for everything else (production, files, log collectors, tests).
+ */
+export function wantsPrettyLogs (config: Pick<Config, 'env'>, stdoutIsTTY = process.stdout.isTTY === true): boolean {
+  return stdoutIsTTY && config.env !== 'production'
+}
+
+export function loggerOptions (config: Config, pretty = wantsPrettyLogs(config)): FastifyServerOptions['logger'] {
   return {
     level: config.logLevel,
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
     redact: {
       paths: [
         'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',

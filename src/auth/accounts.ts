@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import { type Db, isUniqueViolation } from '../db/client.js'
 import { clientAddressKey } from './client-address.js'
 import { InvalidCredentials, UsernameTaken, ValidationFailed, WeakPassword, rateLimited } from '../errors.js'
+import { type AuthEventSink, IGNORE_AUTH_EVENTS } from './events.js'
 import type { LoginThrottle } from './login-throttle.js'
 import { type PasswordHasher, passwordWeakness } from './passwords.js'
 import type { AccountView, IssuedTokens, SessionContext, SessionService } from './sessions.js'
@@ -19,10 +20,18 @@ export interface AccountServiceDeps {
   sessions: SessionService
   /** IPv6 clients are throttled per network of this prefix length (src/auth/client-address.ts). */
   ipv6PrefixLength?: number
+  /** Told of each login outcome, lockout and password change (metrics, logs). */
+  events?: AuthEventSink
 }
 
+type LoginRefused = (outcome: 'failed' | 'locked', userId: string | null) => void
+
 export class AccountService {
-  constructor (private readonly deps: AccountServiceDeps) {}
+  private readonly events: AuthEventSink
+
+  constructor (private readonly deps: AccountServiceDeps) {
+    this.events = deps.events ?? IGNORE_AUTH_EVENTS
+  }
 
   async register (username: string, password: string): Promise<AccountView> {
     const problem = usernameProblem(username)
@@ -59,8 +68,12 @@ export class AccountService {
    * concurrent attempts cannot slip past the limit; a success clears the count.
    */
   async login (username: string, password: string, address: string, context: SessionContext): Promise<IssuedTokens> {
-    const user = await this.checkPassword(usernameKey(username), password, address)
-    return this.deps.sessions.startSession(user, context)
+    const user = await this.checkPassword(usernameKey(username), password, address, (outcome, userId) => {
+      this.events.report({ type: 'login', outcome, userId })
+    })
+    const issued = await this.deps.sessions.startSession(user, context)
+    this.events.report({ type: 'login', outcome: 'ok', userId: user.id, sessionId: issued.sessionId })
+    return issued
   }
 
   /**
@@ -82,7 +95,8 @@ export class AccountService {
       const issued = await sessions.startSession({ id: userId, username: account.username, tokenVersion }, context, tx)
       return { issued, event }
     })
-    sessions.applyRevocation(event)
+    sessions.applyRevocation(event, { reason: 'password-change', userId, sessionId: null })
+    this.events.report({ type: 'password-change', userId, sessionId: issued.sessionId })
     return issued
   }
 
@@ -122,16 +136,28 @@ export class AccountService {
     return this.deps.db.user.findUnique({ where: { id: userId }, select: { id: true, username: true } })
   }
 
-  private async checkPassword (key: string, password: string, address: string): Promise<AccountView & { tokenVersion: number }> {
+  /** `refused` hears of a login that failed or was locked out (with the account's id, when there is one). */
+  private async checkPassword (key: string, password: string, address: string, refused?: LoginRefused): Promise<AccountView & { tokenVersion: number }> {
     const { db, hasher, throttle } = this.deps
     address = clientAddressKey(address, this.deps.ipv6PrefixLength)
     const retryAfter = await throttle.attempt(key, address)
-    if (retryAfter > 0) throw rateLimited(retryAfter)
+    if (retryAfter > 0) {
+      this.events.report({ type: 'rate-limited', limiter: 'login-lockout' })
+      // Which account is under attack is worth an indexed lookup on this (already limited) path.
+      if (refused !== undefined) {
+        const account = await db.user.findUnique({ where: { usernameKey: key }, select: { id: true } }).catch(() => null)
+        refused('locked', account?.id ?? null)
+      }
+      throw rateLimited(retryAfter)
+    }
     const user = await db.user.findUnique({ where: { usernameKey: key } })
     const valid = user !== null && !user.disabled
       ? await hasher.verify(user.passwordHash, password)
       : await hasher.verifyAgainstDummy(password)
-    if (!valid || user === null) throw new InvalidCredentials()
+    if (!valid || user === null) {
+      refused?.('failed', user?.id ?? null)
+      throw new InvalidCredentials()
+    }
     await throttle.forgive(key, address)
     return { id: user.id, username: user.username, tokenVersion: user.tokenVersion }
   }

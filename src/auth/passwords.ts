@@ -12,6 +12,8 @@ export const PASSWORD_MAX_LENGTH = 1024
 export class PasswordHasher {
   private readonly limit: LimitFunction
   private dummyHash: Promise<string> | undefined
+  /** Hears how long each hash or verification took (seconds, time in the queue not included). */
+  onHashed: ((seconds: number) => void) | undefined
 
   constructor (readonly concurrency: number) {
     this.limit = pLimit(concurrency)
@@ -19,17 +21,28 @@ export class PasswordHasher {
 
   /** Passwords are hashed exactly as received: no trimming, no normalization, no truncation. */
   async hash (password: string): Promise<string> {
-    return this.limit(() => hash(password, ARGON2ID))
+    return this.limit(() => this.timed(() => hash(password, ARGON2ID)))
   }
 
   async verify (passwordHash: string, password: string): Promise<boolean> {
-    return this.limit(async () => {
+    return this.limit(() => this.timed(async () => {
       try {
         return await verify(passwordHash, password)
       } catch {
         return false
       }
-    })
+    }))
+  }
+
+  private async timed<T> (work: () => Promise<T>): Promise<T> {
+    const onHashed = this.onHashed
+    if (onHashed === undefined) return work()
+    const started = performance.now()
+    try {
+      return await work()
+    } finally {
+      onHashed((performance.now() - started) / 1000)
+    }
   }
 
   /**
@@ -49,6 +62,11 @@ export class PasswordHasher {
   /** Hashing work waiting or running; for readiness and benchmarks. */
   get pending (): number {
     return this.limit.activeCount + this.limit.pendingCount
+  }
+
+  /** Hashing work waiting for a free slot. */
+  get queued (): number {
+    return this.limit.pendingCount
   }
 }
 

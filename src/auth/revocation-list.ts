@@ -38,6 +38,9 @@ export class RevocationList implements RevocationView {
   private polling: Promise<void> | undefined
   private pollAgain: Promise<void> | undefined
   private readonly recordedListeners: Array<() => void> = []
+  /** seq → createdAt of events applied and possibly read again (seq above the cursor). */
+  private readonly appliedRecently = new Map<number, number>()
+  private readonly propagationListeners: Array<(lagMs: number) => void> = []
 
   /**
    * @param relevantUntil when an event made at a given time stops mattering (revocationRelevantUntil):
@@ -65,7 +68,25 @@ export class RevocationList implements RevocationView {
   /** A revocation committed by this instance: effective here at once, then announced to the others. */
   record (event: RevocationEventRecord): void {
     this.apply(event)
+    this.noteApplied(event, true)
     for (const listener of this.recordedListeners) listener()
+  }
+
+  /**
+   * Hears, once per event made after this instance started, how long after it was written (its
+   * createdAt) it took effect here: about nothing for this instance's own, a poll or a doorbell for
+   * the others'.
+   */
+  onPropagated (listener: (lagMs: number) => void): void {
+    this.propagationListeners.push(listener)
+  }
+
+  private noteApplied (event: RevocationEventRecord, observe: boolean): void {
+    if (this.appliedRecently.has(event.seq)) return
+    this.appliedRecently.set(event.seq, event.createdAt.getTime())
+    if (!observe) return
+    const lagMs = Math.max(0, this.clock() - event.createdAt.getTime())
+    for (const listener of this.propagationListeners) listener(lagMs)
   }
 
   onRecorded (listener: () => void): void {
@@ -93,7 +114,7 @@ export class RevocationList implements RevocationView {
       where: { relevantUntil: { gt: new Date(this.clock()) } },
       orderBy: { seq: 'asc' }
     })
-    this.absorb(events)
+    this.absorb(events, false)
   }
 
   /**
@@ -112,7 +133,7 @@ export class RevocationList implements RevocationView {
     this.polling = (async () => {
       try {
         const events = await this.db.revocationEvent.findMany({ where: { seq: { gt: this.cursor } }, orderBy: { seq: 'asc' } })
-        this.absorb(events)
+        this.absorb(events, true)
       } finally {
         this.polling = undefined
       }
@@ -120,12 +141,16 @@ export class RevocationList implements RevocationView {
     return this.polling
   }
 
-  private absorb (events: RevocationEventRecord[]): void {
+  /** `observe`: the events are news (a poll), not the backlog read at start. */
+  private absorb (events: RevocationEventRecord[], observe: boolean): void {
     const settled = this.clock() - COMMIT_LAG_MS
     for (const event of events) {
       this.apply(event)
+      this.noteApplied(event, observe)
       if (event.createdAt.getTime() < settled && event.seq > this.cursor) this.cursor = event.seq
     }
+    // Events at or below the cursor are never read again.
+    for (const seq of this.appliedRecently.keys()) if (seq <= this.cursor) this.appliedRecently.delete(seq)
   }
 
   /** Forgets entries whose access tokens have all expired. */

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Db, DbTransaction } from '../db/client.js'
 import { RefreshInvalid, RefreshReused } from '../errors.js'
+import { type AuthEventSink, IGNORE_AUTH_EVENTS, type RefreshOutcome } from './events.js'
 import type { RevocationEventRecord, RevocationList } from './revocation-list.js'
 import type { SuccessorSeal } from './successor-seal.js'
 import {
@@ -88,17 +89,24 @@ export interface SessionServiceDeps {
   seal: SuccessorSeal
   revocations: RevocationList
   signAccessToken: AccessTokenSigner
+  /** Told of each refresh outcome and revocation (metrics, logs). */
+  events?: AuthEventSink
 }
+
+/** Who a revocation concerned, for the report that follows it. */
+export interface RevocationReport { reason: RevocationReason, userId: string | null, sessionId: string | null }
 
 export class SessionService {
   private readonly db: Db
   private readonly clock: Clock
   private readonly lifetimes: Lifetimes
+  private readonly events: AuthEventSink
 
   constructor (private readonly deps: SessionServiceDeps) {
     this.db = deps.db
     this.clock = deps.clock
     this.lifetimes = deps.lifetimes
+    this.events = deps.events ?? IGNORE_AUTH_EVENTS
   }
 
   /** Starts a session (a new token family). Pass `tx` to make it part of a larger transaction. */
@@ -133,7 +141,8 @@ export class SessionService {
   async refresh (presentedToken: string, attempt = 1): Promise<IssuedTokens> {
     const now = this.clock()
     const token = await this.findPresentedToken(hashRefreshToken(presentedToken))
-    if (token === null || token.userDisabled) throw new RefreshInvalid()
+    if (token === null) throw this.refusal('invalid', null)
+    if (token.userDisabled) throw this.refusal('refused', token)
     const verdict = judgeRefreshToken(token, token.session, token.successor, now, this.lifetimes)
     const user = { id: token.userId, username: token.username, tokenVersion: token.tokenVersion }
     switch (verdict.action) {
@@ -143,21 +152,34 @@ export class SessionService {
         if (!await this.rotate(token.id, token.session.id, successorToken, successorExpiresAt, now)) {
           // A concurrent refresh or revocation won: judge the token again as it now stands.
           if (attempt < MAX_ROTATION_ATTEMPTS) return this.refresh(presentedToken, attempt + 1)
-          throw new RefreshInvalid()
+          throw this.refusal('refused', token)
         }
+        this.reportRefresh('rotated', token)
         return this.issue(user, token.session.id, token.client, successorToken, successorExpiresAt, now)
       }
       case 'replay': {
         const successorToken = this.deps.seal.open(token.successorSealed ?? '', token.id)
-        if (successorToken === null || token.successor === null) throw new RefreshInvalid()
+        if (successorToken === null || token.successor === null) throw this.refusal('refused', token)
+        this.reportRefresh('replayed', token)
         return this.issue(user, token.session.id, token.client, successorToken, token.successor.expiresAt, now)
       }
       case 'revoke-session':
-        await this.revokeSession(token.session.id, 'reuse')
+        await this.revokeSession(token.session.id, 'reuse', token.userId)
+        this.reportRefresh('reused', token)
         throw new RefreshReused()
       case 'refuse':
-        throw new RefreshInvalid()
+        throw this.refusal(verdict.reason === 'session-expired' || verdict.reason === 'idle-expired' ? 'expired' : 'refused', token)
     }
+  }
+
+  private reportRefresh (outcome: RefreshOutcome, token: PresentedTokenRow | null): void {
+    this.events.report({ type: 'refresh', outcome, userId: token?.userId ?? null, sessionId: token?.session.id ?? null })
+  }
+
+  /** Reports a refresh that gets no tokens, and returns the error that answers it. */
+  private refusal (outcome: RefreshOutcome, token: PresentedTokenRow | null): Error {
+    this.reportRefresh(outcome, token)
+    return new RefreshInvalid()
   }
 
   /** The presented token with its session, user and successor: everything judging it needs, in one query. */
@@ -248,7 +270,7 @@ export class SessionService {
       return this.recordRevocation(tx, { kind: 'session', subject: sessionId, tokenVersion: null }, now)
     })
     if (event === null) return false
-    this.applyRevocation(event)
+    this.applyRevocation(event, { reason, userId: userId ?? null, sessionId })
     return true
   }
 
@@ -271,12 +293,16 @@ export class SessionService {
   async logoutEverywhere (userId: string): Promise<void> {
     const now = this.clock()
     const { event } = await this.db.$transaction(async (tx) => this.endAllSessions(tx, userId, 'logout-all', now))
-    this.applyRevocation(event)
+    this.applyRevocation(event, { reason: 'logout-all', userId, sessionId: null })
   }
 
-  /** Makes a committed revocation effective on this instance at once, and tells the others. */
-  applyRevocation (event: RevocationEventRecord): void {
+  /**
+   * Makes a committed revocation effective on this instance at once, and tells the others; `report`
+   * says what it was to the event subscribers (metrics, logs).
+   */
+  applyRevocation (event: RevocationEventRecord, report?: RevocationReport): void {
     this.deps.revocations.record(event)
+    if (report !== undefined) this.events.report({ type: 'revocation', ...report })
   }
 
   async listSessions (userId: string, currentSessionId: string): Promise<SessionListEntry[]> {

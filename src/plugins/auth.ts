@@ -156,9 +156,10 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
     lifetimes: config.ttl,
     seal: new SuccessorSeal(config.jwt.secret),
     revocations,
-    signAccessToken: (claims) => fastify.jwt.sign({ ...claims, jti: randomUUID() })
+    signAccessToken: (claims) => fastify.jwt.sign({ ...claims, jti: randomUUID() }),
+    events: fastify.authEvents
   })
-  const accounts = new AccountService({ db, clock, hasher: passwordHasher, throttle, sessions, ipv6PrefixLength: config.ipv6PrefixLength })
+  const accounts = new AccountService({ db, clock, hasher: passwordHasher, throttle, sessions, ipv6PrefixLength: config.ipv6PrefixLength, events: fastify.authEvents })
   await accounts.backfillUsernameSkeletons()
 
   function readToken (request: FastifyRequest): string | undefined {
@@ -239,4 +240,4 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   fastify.addHook('onClose', async () => {
     for (const timer of [poll, forget, eraseSeals, prune]) clearInterval(timer)
   })
-}, { name: 'auth', dependencies: ['database', 'redis'] })
+}, { name: 'auth', dependencies: ['database', 'redis', 'auth-events'] })

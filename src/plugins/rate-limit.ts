@@ -64,6 +64,9 @@ export default fp(async function rateLimits (fastify) {
     // The same bucket as the login throttle's: IPv6 by its prefix, IPv4-mapped as IPv4.
     keyGenerator: (request) => clientAddressKey(request.ip, fastify.config.ipv6PrefixLength),
     store: fastify.redis === null ? SharedLocalStore : fallbackStoreFor(fastify.redis),
-    errorResponseBuilder: (_request, context) => rateLimited(Math.max(1, Math.ceil(context.ttl / 1000)))
+    errorResponseBuilder: (_request, context) => {
+      fastify.authEvents.report({ type: 'rate-limited', limiter: 'requests' })
+      return rateLimited(Math.max(1, Math.ceil(context.ttl / 1000)))
+    }
   })
-}, { name: 'rate-limit', dependencies: ['redis'] })
+}, { name: 'rate-limit', dependencies: ['redis', 'auth-events'] })

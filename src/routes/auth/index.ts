@@ -10,6 +10,11 @@ import {
   LoginBody, PasswordBody, RefreshBody, RegisterBody, SessionParams, SessionsResponse, TokenResponse, UserResponse
 } from './schemas.js'
 import { clearRefreshCookie, presentedRefreshToken, sendTokens } from './web-clients.js'
+import { NoContent, errorResponses } from '../error-schemas.js'
+
+/** Refresh and logout take the token in the body (no scheme), or in the cookie with the CSRF header. */
+const COOKIE_SECURITY: Record<string, string[]> = { refreshCookie: [], csrfHeader: [] }
+const REFRESH_TOKEN_SECURITY: Array<Record<string, string[]>> = [{}, COOKIE_SECURITY]
 
 const USER_AGENT_MAX_LENGTH = 512
 
@@ -31,7 +36,12 @@ export default async function authRoutes (app: FastifyInstance) {
     if (config.allowRegistration) {
       fastify.post('/auth/register', {
         config: publicLimited,
-        schema: { body: RegisterBody, response: { 201: UserResponse } }
+        schema: {
+          tags: ['auth'],
+          summary: 'Create an account',
+          body: RegisterBody,
+          response: { 201: UserResponse, ...errorResponses({ 400: ['VALIDATION_ERROR', 'AUTH_WEAK_PASSWORD'], 409: ['AUTH_USERNAME_TAKEN'] }) }
+        }
       }, async (request, reply) => {
         const user = await accounts.register(request.body.username, request.body.password)
         return reply.code(201).send({ user })
@@ -40,7 +50,13 @@ export default async function authRoutes (app: FastifyInstance) {
 
     fastify.post('/auth/login', {
       config: publicLimited,
-      schema: { body: LoginBody, response: { 200: TokenResponse } }
+      schema: {
+        tags: ['auth'],
+        summary: 'Log in: start a session',
+        description: 'With `"client": "web"` the refresh token is set in the httpOnly cookie instead of the body.',
+        body: LoginBody,
+        response: { 200: TokenResponse, ...errorResponses({ 401: ['AUTH_INVALID_CREDENTIALS'], 429: ['AUTH_RATE_LIMITED'] }) }
+      }
     }, async (request, reply) => {
       const { username, password, client = 'mobile' } = request.body
       const issued = await accounts.login(username, password, request.ip, sessionContext(request, client))
@@ -49,7 +65,17 @@ export default async function authRoutes (app: FastifyInstance) {
 
     fastify.post('/auth/refresh', {
       config: publicLimited,
-      schema: { body: RefreshBody, response: { 200: TokenResponse } }
+      schema: {
+        tags: ['auth'],
+        summary: 'Exchange a refresh token for a new pair (rotation)',
+        description: 'A retired token revokes its session (AUTH_REFRESH_REUSED), except within the grace window after its rotation.',
+        security: REFRESH_TOKEN_SECURITY,
+        body: RefreshBody,
+        response: {
+          200: TokenResponse,
+          ...errorResponses({ 400: ['VALIDATION_ERROR'], 401: ['AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED'], 403: ['AUTH_CSRF'] })
+        }
+      }
     }, async (request, reply) => {
       const presented = presentedRefreshToken(request, config)
       if (presented === undefined) throw new RefreshInvalid()
@@ -60,13 +86,26 @@ export default async function authRoutes (app: FastifyInstance) {
     // Ends the session named by the refresh token (body or cookie), or else by the access token.
     fastify.post('/auth/logout', {
       config: { public: true },
-      schema: { body: RefreshBody }
+      schema: {
+        tags: ['auth'],
+        summary: 'End the session of a refresh token (body or cookie), or else of the access token',
+        security: [COOKIE_SECURITY, { bearerAuth: [] }, {}],
+        body: RefreshBody,
+        response: {
+          204: NoContent('The session ended'),
+          ...errorResponses({
+            400: ['VALIDATION_ERROR'],
+            401: ['AUTH_REFRESH_INVALID', 'AUTH_TOKEN_MISSING', 'AUTH_TOKEN_INVALID', 'AUTH_TOKEN_EXPIRED', 'AUTH_TOKEN_REVOKED'],
+            403: ['AUTH_CSRF']
+          })
+        }
+      }
     }, async (request, reply) => {
       const presented = presentedRefreshToken(request, config, () => clearRefreshCookie(reply, config))
       if (presented !== undefined) {
         const session = await sessions.findLiveSession(presented.token)
         if (session === null) throw new RefreshInvalid()
-        await sessions.revokeSession(session.id, 'logout')
+        await sessions.revokeSession(session.id, 'logout', session.userId)
       } else {
         const principal = fastify.verifyAccessToken(request)
         await sessions.revokeSession(principal.sessionId, 'logout', principal.userId)
@@ -74,13 +113,23 @@ export default async function authRoutes (app: FastifyInstance) {
       return reply.code(204).send()
     })
 
-    fastify.post('/auth/logout-all', async (request, reply) => {
+    fastify.post('/auth/logout-all', {
+      schema: { tags: ['auth'], summary: 'End every session and access token of the caller', response: { 204: NoContent('Every session ended') } }
+    }, async (request, reply) => {
       await sessions.logoutEverywhere(request.principal!.userId)
       return reply.code(204).send()
     })
 
     fastify.post('/auth/password', {
-      schema: { body: PasswordBody, response: { 200: TokenResponse } }
+      schema: {
+        tags: ['auth'],
+        summary: 'Change the password: every session ends, the caller gets a new one',
+        body: PasswordBody,
+        response: {
+          200: TokenResponse,
+          ...errorResponses({ 400: ['VALIDATION_ERROR', 'AUTH_WEAK_PASSWORD'], 401: ['AUTH_INVALID_CREDENTIALS'], 429: ['AUTH_RATE_LIMITED'] })
+        }
+      }
     }, async (request, reply) => {
       const principal = request.principal!
       const issued = await accounts.changePassword(
@@ -89,17 +138,24 @@ export default async function authRoutes (app: FastifyInstance) {
     })
   })
 
-  fastify.get('/auth/me', { schema: { response: { 200: UserResponse } } }, async (request) => {
+  fastify.get('/auth/me', { schema: { tags: ['auth'], summary: 'The caller', response: { 200: UserResponse } } }, async (request) => {
     const { userId, username } = request.principal!
     return { user: { id: userId, username } }
   })
 
-  fastify.get('/auth/sessions', { schema: { response: { 200: SessionsResponse } } }, async (request) => {
+  fastify.get('/auth/sessions', { schema: { tags: ['auth'], summary: 'The caller\'s live sessions', response: { 200: SessionsResponse } } }, async (request) => {
     const { userId, sessionId } = request.principal!
     return { sessions: await sessions.listSessions(userId, sessionId) }
   })
 
-  fastify.delete('/auth/sessions/:id', { schema: { params: SessionParams } }, async (request, reply) => {
+  fastify.delete('/auth/sessions/:id', {
+    schema: {
+      tags: ['auth'],
+      summary: 'End one of the caller\'s sessions',
+      params: SessionParams,
+      response: { 204: NoContent('The session ended'), ...errorResponses({ 404: ['NOT_FOUND'] }) }
+    }
+  }, async (request, reply) => {
     const ended = await sessions.revokeSession(request.params.id, 'deleted', request.principal!.userId)
     if (!ended) throw new NotFound('No such session')
     return reply.code(204).send()

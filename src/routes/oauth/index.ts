@@ -3,6 +3,7 @@
 // It is another door to the same domain as /auth/*: the same rotation, reuse detection, lock-out and
 // per-address limit. Clients are public (RFC 6749 §2.1): they send client_id, no secret.
 import formbody from '@fastify/formbody'
+import { Type } from '@fastify/type-provider-typebox'
 import type { FastifyError, FastifyInstance } from 'fastify'
 import { PASSWORD_MAX_LENGTH, characterCount } from '../../auth/passwords.js'
 import { isWellFormedRefreshToken } from '../../auth/token-rules.js'
@@ -20,6 +21,39 @@ class OAuthError extends Error {
   constructor (readonly error: OAuthErrorCode, description: string, readonly code: string, readonly statusCode = 400) {
     super(description)
   }
+}
+
+const TokenRequest = Type.Object({
+  grant_type: Type.Union([Type.Literal('password'), Type.Literal('refresh_token')]),
+  username: Type.Optional(Type.String({ description: 'grant_type=password', maxLength: LOGIN_USERNAME_MAX_LENGTH })),
+  password: Type.Optional(Type.String({ description: 'grant_type=password', maxLength: PASSWORD_MAX_LENGTH })),
+  refresh_token: Type.Optional(Type.String({ description: 'grant_type=refresh_token' })),
+  client_id: Type.Optional(Type.String({ description: 'a public client\'s id (no secret)' }))
+})
+const TokenSuccess = Type.Object({
+  access_token: Type.String(),
+  token_type: Type.String({ examples: ['Bearer'] }),
+  expires_in: Type.Integer(),
+  refresh_token: Type.String()
+})
+/** RFC 6749 §5.2, with the contract's error members beside. */
+function oauthErrorSchema (statusCode: number, errors: OAuthErrorCode[], codes: string[]) {
+  return Type.Object({
+    error: Type.Unsafe<string>({ type: 'string', enum: errors }),
+    error_description: Type.String(),
+    statusCode: Type.Integer({ examples: [statusCode] }),
+    code: Type.Unsafe<string>({ type: 'string', enum: codes }),
+    message: Type.String()
+  }, { description: `${errors.join(', ')} (${codes.join(', ')})` })
+}
+const TOKEN_RESPONSES = {
+  200: TokenSuccess,
+  400: oauthErrorSchema(400, ['invalid_request', 'invalid_grant', 'unsupported_grant_type'],
+    ['VALIDATION_ERROR', 'AUTH_INVALID_CREDENTIALS', 'AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED']),
+  401: oauthErrorSchema(401, ['invalid_client'], ['OAUTH_INVALID_CLIENT']),
+  413: oauthErrorSchema(413, ['invalid_request'], ['PAYLOAD_TOO_LARGE']),
+  415: oauthErrorSchema(415, ['invalid_request'], ['UNSUPPORTED_MEDIA_TYPE']),
+  429: oauthErrorSchema(429, ['invalid_request'], ['AUTH_RATE_LIMITED'])
 }
 
 /** How the domain's errors read in OAuth terms (RFC 6749 §5.2). */
@@ -68,7 +102,17 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
   })
 
   fastify.post('/oauth/token', {
-    config: { public: true, rateLimit: { max: config.rateLimitMax, timeWindow: 60_000 } }
+    config: { public: true, rateLimit: { max: config.rateLimitMax, timeWindow: 60_000 } },
+    schema: {
+      tags: ['oauth'],
+      summary: 'OAuth 2.0 token endpoint: password and refresh_token grants',
+      consumes: ['application/x-www-form-urlencoded'],
+      body: TokenRequest,
+      response: TOKEN_RESPONSES
+    },
+    // The body schema documents the form; the handler checks it, because RFC 6749 §5.2 tells apart
+    // errors a schema validator cannot (unsupported_grant_type vs invalid_request, a repeated parameter).
+    validatorCompiler: () => () => true
   }, async (request, reply) => {
     const body = (request.body ?? {}) as Record<string, unknown>
     if (request.headers.authorization !== undefined) {
