@@ -38,7 +38,9 @@ const EnvSchema = Type.Object({
     { default: 'info' }
   ),
   PASSWORD_HASH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: Math.max(1, availableParallelism() - 1) }),
-  REVOCATION_POLL_INTERVAL_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 })
+  REVOCATION_POLL_INTERVAL_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 }),
+  // Unset: on outside production (see loadConfig).
+  DEMO: Type.Optional(Type.Boolean())
 })
 type Env = Static<typeof EnvSchema>
 
@@ -80,6 +82,8 @@ export interface Config {
   rateLimitMax: number
   passwordHashConcurrency: number
   revocationPollIntervalMs: number
+  /** Serve the demo page and the client SDK's browser build under /demo/. */
+  demo: boolean
   /** Messages for the log once the logger exists (e.g. a generated secret). */
   warnings: string[]
 }
@@ -221,6 +225,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     rateLimitMax: env.RATE_LIMIT_MAX,
     passwordHashConcurrency: env.PASSWORD_HASH_CONCURRENCY,
     revocationPollIntervalMs: env.REVOCATION_POLL_INTERVAL_MS,
+    demo: env.DEMO ?? env.NODE_ENV !== 'production',
     warnings
   }
 }
