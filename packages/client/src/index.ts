@@ -302,7 +302,10 @@ class Client {
 
   private fromResponse (body: TokenResponse): HeldToken {
     const receivedAt = this.now()
-    return { accessToken: body.accessToken, receivedAt, expiresAt: receivedAt + body.expiresIn * 1000, user: body.user }
+    // The token's exp counts from the server's whole second of issue, so it may end up to a second
+    // before `expiresIn` says; counting from this client's receipt avoids trusting its wall clock.
+    const lifetime = Math.max(body.expiresIn * 1000 - 1000, body.expiresIn * 500)
+    return { accessToken: body.accessToken, receivedAt, expiresAt: receivedAt + lifetime, user: body.user }
   }
 
   private adopt (token: HeldToken): void {
@@ -503,7 +506,9 @@ class Client {
     if (response.status !== 401) throw new AuthError(response.status, code, message, body)
     // A newer token came while the request was out (another tab's refresh or password change, whose
     // cookie replaced the one this request carried): the session goes on.
-    if (this.generation !== generation && this.isFresh(this.token)) return true
+    if (this.generation !== generation && this.token !== null && this.isFresh(this.token)) return true
+    // The session ended here while the request was out (a logout): it is not ended twice.
+    if (this.generation !== generation && this.token === null && stale !== null) return false
     if (code === 'AUTH_REFRESH_REUSED') {
       await this.endSession('reused')
     } else if (stale !== null || this.token !== null) {
