@@ -160,7 +160,8 @@ function jwtClaims (token: string): Record<string, unknown> {
     }
   }
   try {
-    return JSON.parse(new TextDecoder().decode(new Uint8Array(bytes))) as Record<string, unknown>
+    // UTF-8 without TextDecoder, which not every React Native engine has.
+    return JSON.parse(decodeURIComponent(bytes.map((byte) => '%' + byte.toString(16).padStart(2, '0')).join(''))) as Record<string, unknown>
   } catch {
     return {}
   }
@@ -544,8 +545,9 @@ class Client {
   }
 
   private async send (input: string | URL | Request, init: RequestInit | undefined, token: HeldToken | null): Promise<Response> {
-    const request = input instanceof Request ? input.clone() : input
-    const headers = new Headers(init?.headers ?? (request instanceof Request ? request.headers : undefined))
+    const isRequest = typeof Request === 'function' && input instanceof Request
+    const request = isRequest ? (input as Request).clone() : input
+    const headers = new Headers(init?.headers ?? (isRequest ? (input as Request).headers : undefined))
     if (token !== null) headers.set('authorization', `Bearer ${token.accessToken}`)
     else headers.delete('authorization')
     if (typeof init?.body === 'string' && !headers.has('content-type')) headers.set('content-type', 'application/json')
@@ -657,7 +659,7 @@ class Client {
     const current = this.token === null ? undefined : jwtClaims(this.token.accessToken).sid
     const response = await this.authorizedFetch(`/auth/sessions/${encodeURIComponent(id)}`, { method: 'DELETE' })
     await this.expectNoContent(response)
-    if (id === current) await this.endSession('revoked')
+    if (id === current) await this.endSession('logout')
   }
 
   async resume (): Promise<User | null> {

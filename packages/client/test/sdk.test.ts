@@ -162,6 +162,13 @@ for (const database of testDatabases()) {
       t.same(ended, ['revoked'])
       t.equal(client.user(), null)
       t.ok(other.user(), 'the other device goes on')
+
+      const otherEnded: SessionEndReason[] = []
+      other.onSessionEnded((reason) => otherEnded.push(reason))
+      const own = (await other.sessions()).find((session) => session.current)!
+      await other.revokeSession(own.id)
+      t.same(otherEnded, ['logout'], 'revoking its own session logs the client out')
+      t.equal(other.user(), null)
     })
 
     t.test('storage compare-and-swap: an older answer arriving last does not overwrite a newer token', async (t) => {
