@@ -223,6 +223,8 @@ class Client {
       if (typeof BroadcastChannel === 'function') {
         this.channel = new BroadcastChannel(`auth-client:${this.baseUrl}`)
         this.channel.onmessage = (event: MessageEvent<TabMessage>) => this.onTabMessage(event.data)
+        // Node has BroadcastChannel too; there it must not keep the process alive.
+        ;(this.channel as { unref?: () => void }).unref?.()
       }
       const locks = (globalThis.navigator as Navigator | undefined)?.locks
       if (locks !== undefined && typeof locks.request === 'function') this.locks = locks
@@ -512,10 +514,10 @@ class Client {
     if (this.generation !== generation && this.token === null && stale !== null) return false
     if (code === 'AUTH_REFRESH_REUSED') {
       await this.endSession('reused')
-    } else if (stale !== null || this.token !== null) {
+    } else if (stale !== null || this.token !== null || this.mode === 'mobile') {
+      // Mobile: a stored token is a session the app knew of, even before this start's first refresh.
+      // Web: a tab without a token that finds no live cookie simply has no session.
       await this.endSession(this.revokedSeen ? 'revoked' : 'expired')
-    } else if (this.mode === 'mobile') {
-      await this.storageLock(async () => { await this.storage!.delete(this.storageKey) })
     }
     this.revokedSeen = false
     return false

@@ -99,6 +99,18 @@ for (const database of testDatabases()) {
 
       const empty = createAuthClient({ baseUrl: server.baseUrl, mode: 'mobile', storage: memoryStorage() })
       t.equal(await empty.resume(), null, 'no stored token: no session, no request')
+
+      // The app starts with a stored token whose session ended while it was closed.
+      const lastToken = storage.values.get(STORAGE_KEY)!
+      await restarted.logout()
+      const deadStorage = memoryStorage()
+      deadStorage.values.set(STORAGE_KEY, lastToken)
+      const stale = createAuthClient({ baseUrl: server.baseUrl, mode: 'mobile', storage: deadStorage, autoRefresh: false })
+      const staleEnded: SessionEndReason[] = []
+      stale.onSessionEnded((reason) => staleEnded.push(reason))
+      t.equal(await stale.resume(), null, 'a dead stored token: no session')
+      t.same(staleEnded, ['expired'], 'and the app is told it ended')
+      t.equal(deadStorage.values.has(STORAGE_KEY), false, 'the dead token is deleted')
     })
 
     t.test('the timer refreshes before expiry', async (t) => {
