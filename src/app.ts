@@ -16,6 +16,7 @@ import requestHygiene from './plugins/request-hygiene.js'
 import revocationDoorbell from './plugins/revocation-doorbell.js'
 import securityHeaders from './plugins/security-headers.js'
 import authRoutes from './routes/auth/index.js'
+import demoRoutes from './routes/demo/index.js'
 import healthRoutes from './routes/health.js'
 import oauthRoutes from './routes/oauth/index.js'
 import orderRoutes from './routes/orders/index.js'
@@ -88,5 +89,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await fastify.register(orderRoutes)
   await fastify.register(oauthRoutes)
   await fastify.register(wellKnownRoutes)
+  if (config.demo) await fastify.register(demoRoutes)
   return fastify
 }

@@ -42,7 +42,9 @@ const EnvSchema = Type.Object({
   REVOCATION_POLL_INTERVAL_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 }),
   // Operators: the OpenAPI docs (default: on outside production) and the Prometheus listener (off while unset).
   API_DOCS: Type.Optional(Type.Boolean()),
-  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 }))
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  // Unset: on outside production (see loadConfig).
+  DEMO: Type.Optional(Type.Boolean())
 })
 type Env = Static<typeof EnvSchema>
 
@@ -90,6 +92,8 @@ export interface Config {
   apiDocs: boolean
   /** Port of the separate Prometheus listener (on HOST); undefined: no metrics at all. */
   metricsPort: number | undefined
+  /** Serve the demo page and the client SDK's browser build under /demo/. */
+  demo: boolean
   /** Messages for the log once the logger exists (e.g. a generated secret). */
   warnings: string[]
 }
@@ -234,6 +238,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     revocationPollIntervalMs: env.REVOCATION_POLL_INTERVAL_MS,
     apiDocs: env.API_DOCS ?? env.NODE_ENV !== 'production',
     metricsPort: env.METRICS_PORT,
+    demo: env.DEMO ?? env.NODE_ENV !== 'production',
     warnings
   }
 }

@@ -1,0 +1,689 @@
+// @auth-server/client: the client half of auth-server. It holds the short-lived access token in
+// memory, refreshes it before it expires, and on AUTH_TOKEN_EXPIRED refreshes once and retries once.
+//
+// Web mode: the refresh token lives in the server's httpOnly cookie, which every tab shares. The tabs
+// of one browser refresh one at a time (Web Locks) and hand the new access token and a logout to each
+// other (BroadcastChannel), so N tabs whose tokens expire together make one refresh request.
+// Mobile mode: the refresh token is kept through a storage adapter (SecureStore/Keychain-shaped) and
+// written by compare-and-swap, so an older answer never overwrites a newer token.
+//
+// No runtime dependencies, and no DOM assumptions outside web mode (React Native, Node).
+
+export type Mode = 'web' | 'mobile'
+
+export interface User { id: string, username: string }
+
+export interface Session {
+  id: string
+  createdAt: string
+  lastUsedAt: string
+  userAgent: string | null
+  ip: string | null
+  current: boolean
+  [extra: string]: unknown
+}
+
+/** Why a session ended, as onSessionEnded reports it. */
+export type SessionEndReason = 'logout' | 'reused' | 'revoked' | 'expired' | 'password-changed'
+
+/** Where mobile mode keeps the refresh token: expo-secure-store, react-native-keychain, a file… */
+export interface StorageAdapter {
+  get: (key: string) => Promise<string | null | undefined> | string | null | undefined
+  set: (key: string, value: string) => Promise<void> | void
+  delete: (key: string) => Promise<void> | void
+}
+
+export interface AuthClientOptions {
+  /** The server's URL, e.g. https://auth.example.com (an optional path prefix is kept). */
+  baseUrl: string
+  mode: Mode
+  /** Mobile mode: required. Web mode: unused (the refresh token is an httpOnly cookie). */
+  storage?: StorageAdapter
+  /** A fetch implementation; defaults to globalThis.fetch. */
+  fetch?: typeof globalThis.fetch
+  /** The storage key of the refresh token (mobile). */
+  storageKey?: string
+  /** Refresh this many seconds before the access token expires (at most a quarter of its lifetime). Default 60. */
+  refreshLeewaySeconds?: number
+  /** Refresh on a timer before expiry. Default true; the check before each fetch happens regardless. */
+  autoRefresh?: boolean
+  /** Milliseconds since the epoch; only for tests and clocks that cannot be trusted. */
+  clock?: () => number
+  /** Web mode: coordinate with the other tabs of this browser. Default true where the browser allows. */
+  crossTab?: boolean
+}
+
+export interface AuthClient {
+  register: (username: string, password: string) => Promise<User>
+  login: (username: string, password: string) => Promise<User>
+  logout: () => Promise<void>
+  logoutAll: () => Promise<void>
+  changePassword: (currentPassword: string, newPassword: string) => Promise<void>
+  sessions: () => Promise<Session[]>
+  revokeSession: (id: string) => Promise<void>
+  /** Gets a new access token now (single-flight). True when the client holds a session afterwards. */
+  refresh: () => Promise<boolean>
+  /** fetch with the access token added, refreshed before expiry and once on AUTH_TOKEN_EXPIRED. */
+  fetch: (input: string | URL | Request, init?: RequestInit) => Promise<Response>
+  /** For apps coming back to the foreground (and at start): refreshes if the access token is stale. */
+  resume: () => Promise<User | null>
+  user: () => User | null
+  /** Called with the user on every login, refresh to another user, and with null when signed out. */
+  onChange: (listener: (user: User | null) => void) => () => void
+  onSessionEnded: (listener: (reason: SessionEndReason) => void) => () => void
+  /** Stops timers and cross-tab listeners. */
+  close: () => void
+}
+
+/** Every failure the SDK reports: `code` is the contract's code (or NETWORK_ERROR / BAD_RESPONSE). */
+export class AuthError extends Error {
+  readonly status: number
+  readonly code: string
+  readonly body: unknown
+  constructor (status: number, code: string, message: string, body?: unknown, options?: { cause?: unknown }) {
+    super(message)
+    this.name = 'AuthError'
+    this.status = status
+    this.code = code
+    this.body = body
+    if (options?.cause !== undefined) (this as { cause?: unknown }).cause = options.cause
+  }
+}
+
+interface TokenResponse {
+  accessToken: string
+  tokenType: string
+  expiresIn: number
+  refreshToken?: string
+  refreshExpiresIn: number
+  user: User
+}
+
+interface HeldToken {
+  accessToken: string
+  /** Local clock, ms: when the answer that carried it was received, and when it stops working. */
+  receivedAt: number
+  expiresAt: number
+  user: User
+}
+
+type TabMessage =
+  | { type: 'token', token: HeldToken }
+  | { type: 'token-request' }
+  | { type: 'logout', reason: SessionEndReason }
+
+const DEFAULT_STORAGE_KEY = 'auth-server.refresh-token'
+const REFRESH_MARKER_PREFIX = 'auth-client:refreshed:'
+/** How long a tab that learned of another tab's refresh waits for its token before refreshing itself. */
+const TOKEN_HANDOFF_WAIT_MS = 2000
+
+export function createAuthClient (options: AuthClientOptions): AuthClient {
+  return new Client(options).api()
+}
+
+function trimSlash (url: string): string {
+  return url.replace(/\/+$/, '')
+}
+
+/** The contract's code of an error answer, if it has one. */
+async function errorCode (response: Response): Promise<{ code: string, message: string, body: unknown }> {
+  let body: unknown
+  try {
+    body = await response.clone().json()
+  } catch {
+    body = undefined
+  }
+  const shaped = body as { code?: unknown, message?: unknown } | undefined
+  return {
+    code: typeof shaped?.code === 'string' ? shaped.code : `HTTP_${response.status}`,
+    message: typeof shaped?.message === 'string' ? shaped.message : `HTTP ${response.status}`,
+    body
+  }
+}
+
+/** The payload of a JWT, read without verifying it (only the session id is ever used). */
+function jwtClaims (token: string): Record<string, unknown> {
+  const part = token.split('.')[1] ?? ''
+  const base64 = part.replace(/-/g, '+').replace(/_/g, '/')
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+  let bits = 0
+  let value = 0
+  const bytes: number[] = []
+  for (const char of base64) {
+    const index = alphabet.indexOf(char)
+    if (index < 0) continue
+    value = (value << 6) | index
+    bits += 6
+    if (bits >= 8) {
+      bits -= 8
+      bytes.push((value >> bits) & 0xff)
+    }
+  }
+  try {
+    // UTF-8 without TextDecoder, which not every React Native engine has.
+    return JSON.parse(decodeURIComponent(bytes.map((byte) => '%' + byte.toString(16).padStart(2, '0')).join(''))) as Record<string, unknown>
+  } catch {
+    return {}
+  }
+}
+
+/** A one-slot mutex for one JavaScript context. */
+function serialized () {
+  let tail: Promise<unknown> = Promise.resolve()
+  return <T>(task: () => Promise<T>): Promise<T> => {
+    const run = tail.then(task, task)
+    tail = run.catch(() => {})
+    return run
+  }
+}
+
+class Client {
+  private readonly baseUrl: string
+  private readonly mode: Mode
+  private readonly storage: StorageAdapter | undefined
+  private readonly doFetch: typeof globalThis.fetch
+  private readonly storageKey: string
+  private readonly leewayMs: number
+  private readonly autoRefresh: boolean
+  private readonly now: () => number
+  private token: HeldToken | null = null
+  /** Raised on every token adopted or dropped, so a waiter can tell that something newer came. */
+  private generation = 0
+  private refreshing: Promise<boolean> | null = null
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private readonly changeListeners = new Set<(user: User | null) => void>()
+  private readonly endListeners = new Set<(reason: SessionEndReason) => void>()
+  private readonly storageLock = serialized()
+  private channel: BroadcastChannel | null = null
+  private readonly locks: LockManager | null = null
+  private releaseMarker: (() => void) | null = null
+  private readonly generationWaiters = new Set<() => void>()
+  private readonly onVisible = (): void => {
+    if (globalThis.document?.visibilityState === 'visible') void this.resume().catch(() => {})
+  }
+
+  private closed = false
+
+  constructor (options: AuthClientOptions) {
+    if (typeof options.baseUrl !== 'string' || options.baseUrl === '') throw new TypeError('createAuthClient: baseUrl is required')
+    if (options.mode !== 'web' && options.mode !== 'mobile') throw new TypeError('createAuthClient: mode must be "web" or "mobile"')
+    if (options.mode === 'mobile' && options.storage === undefined) throw new TypeError('createAuthClient: mobile mode needs a storage adapter (get, set, delete)')
+    const fetchImpl = options.fetch ?? globalThis.fetch
+    if (typeof fetchImpl !== 'function') throw new TypeError('createAuthClient: no fetch implementation; pass options.fetch')
+    this.baseUrl = trimSlash(options.baseUrl)
+    this.mode = options.mode
+    this.storage = options.storage
+    this.doFetch = (input, init) => fetchImpl(input, init)
+    this.storageKey = options.storageKey ?? DEFAULT_STORAGE_KEY
+    this.leewayMs = Math.max(0, options.refreshLeewaySeconds ?? 60) * 1000
+    this.autoRefresh = options.autoRefresh ?? true
+    this.now = options.clock ?? (() => Date.now())
+
+    if (this.mode === 'web' && options.crossTab !== false) {
+      if (typeof BroadcastChannel === 'function') {
+        this.channel = new BroadcastChannel(`auth-client:${this.baseUrl}`)
+        this.channel.onmessage = (event: MessageEvent<TabMessage>) => this.onTabMessage(event.data)
+        // Node has BroadcastChannel too; there it must not keep the process alive.
+        ;(this.channel as { unref?: () => void }).unref?.()
+      }
+      const locks = (globalThis.navigator as Navigator | undefined)?.locks
+      if (locks !== undefined && typeof locks.request === 'function') this.locks = locks
+      globalThis.document?.addEventListener?.('visibilitychange', this.onVisible)
+    }
+  }
+
+  api (): AuthClient {
+    return {
+      register: (username, password) => this.register(username, password),
+      login: (username, password) => this.login(username, password),
+      logout: () => this.logout(),
+      logoutAll: () => this.logoutAll(),
+      changePassword: (currentPassword, newPassword) => this.changePassword(currentPassword, newPassword),
+      sessions: () => this.sessions(),
+      revokeSession: (id) => this.revokeSession(id),
+      refresh: () => this.refresh(),
+      fetch: (input, init) => this.authorizedFetch(input, init),
+      resume: () => this.resume(),
+      user: () => this.token?.user ?? null,
+      onChange: (listener) => { this.changeListeners.add(listener); return () => this.changeListeners.delete(listener) },
+      onSessionEnded: (listener) => { this.endListeners.add(listener); return () => this.endListeners.delete(listener) },
+      close: () => this.close()
+    }
+  }
+
+  // ---- requests to the server ----
+
+  private url (path: string): string {
+    return this.baseUrl + path
+  }
+
+  /** A request to an /auth endpoint: the cookie and the CSRF header travel in web mode. */
+  private async authRequest (path: string, init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers)
+    if (init.body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/json')
+    if (this.mode === 'web') headers.set('x-requested-with', 'fetch')
+    try {
+      return await this.doFetch(this.url(path), {
+        ...init,
+        headers,
+        credentials: this.mode === 'web' ? 'include' : 'omit',
+        cache: 'no-store'
+      })
+    } catch (error) {
+      throw new AuthError(0, 'NETWORK_ERROR', `Could not reach the auth server: ${String((error as Error)?.message ?? error)}`, undefined, { cause: error })
+    }
+  }
+
+  private async json<T> (response: Response): Promise<T> {
+    if (!response.ok) {
+      const { code, message, body } = await errorCode(response)
+      throw new AuthError(response.status, code, message, body)
+    }
+    try {
+      return await response.json() as T
+    } catch (error) {
+      throw new AuthError(response.status, 'BAD_RESPONSE', 'The auth server answered with something other than JSON', undefined, { cause: error })
+    }
+  }
+
+  private async expectNoContent (response: Response): Promise<void> {
+    if (!response.ok) {
+      const { code, message, body } = await errorCode(response)
+      throw new AuthError(response.status, code, message, body)
+    }
+  }
+
+  // ---- holding tokens ----
+
+  private leeway (token: HeldToken): number {
+    return Math.min(this.leewayMs, (token.expiresAt - token.receivedAt) / 4)
+  }
+
+  private isFresh (token: HeldToken | null): boolean {
+    return token !== null && this.now() < token.expiresAt - this.leeway(token)
+  }
+
+  private fromResponse (body: TokenResponse): HeldToken {
+    const receivedAt = this.now()
+    // The token's exp counts from the server's whole second of issue, so it may end up to a second
+    // before `expiresIn` says; counting from this client's receipt avoids trusting its wall clock.
+    const lifetime = Math.max(body.expiresIn * 1000 - 1000, body.expiresIn * 500)
+    return { accessToken: body.accessToken, receivedAt, expiresAt: receivedAt + lifetime, user: body.user }
+  }
+
+  private adopt (token: HeldToken): void {
+    // An older token (a late answer, a late message) never replaces a newer one.
+    if (this.token !== null && token.receivedAt < this.token.receivedAt) return
+    const before = this.token?.user
+    this.token = token
+    this.bumpGeneration()
+    this.schedule()
+    if (before?.id !== token.user.id || before?.username !== token.user.username) this.emitChange(token.user)
+  }
+
+  private bumpGeneration (): void {
+    this.generation++
+    for (const wake of this.generationWaiters) wake()
+    this.generationWaiters.clear()
+  }
+
+  private waitForGeneration (after: number, ms: number): Promise<boolean> {
+    if (this.generation !== after) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const wake = (): void => { clearTimeout(timeout); resolve(true) }
+      const timeout = setTimeout(() => { this.generationWaiters.delete(wake); resolve(this.generation !== after) }, ms)
+      this.generationWaiters.add(wake)
+    })
+  }
+
+  private schedule (): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    if (!this.autoRefresh || this.closed || this.token === null) return
+    const token = this.token
+    const delay = Math.max(0, token.expiresAt - this.leeway(token) - this.now())
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      if (this.token === token) void this.refresh().catch(() => {})
+    }, delay)
+    // In Node the timer must not keep the process alive.
+    const unref = (this.timer as { unref?: () => void }).unref
+    if (typeof unref === 'function') unref.call(this.timer)
+  }
+
+  private emitChange (user: User | null): void {
+    for (const listener of [...this.changeListeners]) {
+      try { listener(user) } catch { /* a listener's error is its own */ }
+    }
+  }
+
+  /** Forgets the session here (and, unless told by another tab, in the other tabs) and says why. */
+  private async endSession (reason: SessionEndReason, fromOtherTab = false): Promise<void> {
+    const hadSession = this.token !== null
+    this.token = null
+    this.bumpGeneration()
+    this.schedule()
+    if (this.mode === 'mobile') await this.storageLock(async () => { await this.storage!.delete(this.storageKey) })
+    if (!fromOtherTab) this.post({ type: 'logout', reason })
+    if (hadSession || reason === 'reused' || !fromOtherTab) {
+      this.emitChange(null)
+      for (const listener of [...this.endListeners]) {
+        try { listener(reason) } catch { /* a listener's error is its own */ }
+      }
+    }
+  }
+
+  // ---- mobile storage ----
+
+  private async storedRefreshToken (): Promise<string | null> {
+    const value = await this.storage!.get(this.storageKey)
+    return typeof value === 'string' && value !== '' ? value : null
+  }
+
+  /**
+   * Writes `next` only if the stored token is still the one this answer was for. Another context
+   * (or an earlier request of this one) may have stored a newer token meanwhile: it stays.
+   */
+  private async compareAndSwap (expected: string | null, next: string): Promise<boolean> {
+    return this.storageLock(async () => {
+      const current = await this.storedRefreshToken()
+      if (current !== expected) return false
+      await this.storage!.set(this.storageKey, next)
+      return true
+    })
+  }
+
+  private async storeSessionStart (refreshToken: string | undefined): Promise<void> {
+    if (this.mode !== 'mobile') return
+    if (refreshToken === undefined) throw new AuthError(200, 'BAD_RESPONSE', 'The token response carries no refresh token')
+    await this.storageLock(async () => { await this.storage!.set(this.storageKey, refreshToken) })
+  }
+
+  // ---- cross-tab coordination (web mode) ----
+
+  private post (message: TabMessage): void {
+    try { this.channel?.postMessage(message) } catch { /* the channel is closed */ }
+  }
+
+  private onTabMessage (message: TabMessage): void {
+    if (this.closed || message === null || typeof message !== 'object') return
+    if (message.type === 'token') this.adopt(message.token)
+    else if (message.type === 'token-request') {
+      if (this.token !== null && this.isFresh(this.token)) this.post({ type: 'token', token: this.token })
+    } else if (message.type === 'logout') void this.endSession(message.reason, true)
+  }
+
+  /** Runs `task` while holding the browser-wide refresh lock (or directly where there is none). */
+  private withRefreshLock<T> (task: () => Promise<T>): Promise<T> {
+    if (this.locks === null) return task()
+    return this.locks.request(`auth-client:refresh:${this.baseUrl}`, { mode: 'exclusive' }, task) as Promise<T>
+  }
+
+  /**
+   * Leaves a mark, readable by every tab through navigator.locks.query (the browser's lock manager
+   * is one authority for all tabs), that this tab got a new token at `at`. A tab that acquires the
+   * refresh lock after us sees it even if our BroadcastChannel message has not reached it yet.
+   */
+  private async markRefreshed (at: number): Promise<void> {
+    if (this.locks === null) return
+    const previous = this.releaseMarker
+    await new Promise<void>((granted) => {
+      void this.locks!.request(`${REFRESH_MARKER_PREFIX}${this.baseUrl}:${at}`, { mode: 'shared' }, () => {
+        granted()
+        return new Promise<void>((release) => { this.releaseMarker = release })
+      })
+    })
+    previous?.()
+  }
+
+  /** The latest time any tab marked a refresh. */
+  private async lastMarkedRefresh (): Promise<number> {
+    if (this.locks === null) return 0
+    const prefix = `${REFRESH_MARKER_PREFIX}${this.baseUrl}:`
+    const state = await this.locks.query()
+    let latest = 0
+    for (const lock of state.held ?? []) {
+      if (lock.name?.startsWith(prefix) === true) latest = Math.max(latest, Number(lock.name.slice(prefix.length)) || 0)
+    }
+    return latest
+  }
+
+  // ---- refresh ----
+
+  refresh (): Promise<boolean> {
+    // Single-flight: every caller in this context shares one refresh.
+    this.refreshing ??= this.refreshOnce().finally(() => { this.refreshing = null })
+    return this.refreshing
+  }
+
+  private async refreshOnce (): Promise<boolean> {
+    const stale = this.token
+    const generation = this.generation
+    if (this.mode === 'mobile') return this.refreshMobile()
+    return this.withRefreshLock(async () => {
+      // Another tab may have refreshed while this one waited for the lock.
+      if (this.generation !== generation && this.isFresh(this.token)) return true
+      if (await this.lastMarkedRefresh() > (stale?.receivedAt ?? 0)) {
+        this.post({ type: 'token-request' })
+        if (await this.waitForGeneration(generation, TOKEN_HANDOFF_WAIT_MS) && this.isFresh(this.token)) return true
+      }
+      const response = await this.authRequest('/auth/refresh', { method: 'POST' })
+      if (response.ok) {
+        const token = this.fromResponse(await this.json<TokenResponse>(response))
+        this.adopt(token)
+        await this.markRefreshed(token.receivedAt)
+        this.post({ type: 'token', token })
+        return true
+      }
+      return this.refusedRefresh(response, stale, generation)
+    })
+  }
+
+  private async refreshMobile (): Promise<boolean> {
+    const stale = this.token
+    const generation = this.generation
+    const presented = await this.storageLock(() => this.storedRefreshToken())
+    if (presented === null) {
+      if (stale !== null) await this.endSession('expired')
+      return false
+    }
+    const response = await this.authRequest('/auth/refresh', { method: 'POST', body: JSON.stringify({ refreshToken: presented }) })
+    if (response.ok) {
+      const body = await this.json<TokenResponse>(response)
+      if (body.refreshToken === undefined) throw new AuthError(200, 'BAD_RESPONSE', 'The token response carries no refresh token')
+      if (await this.compareAndSwap(presented, body.refreshToken)) {
+        this.adopt(this.fromResponse(body))
+        return true
+      }
+      // Someone stored a newer token meanwhile (or logged out): this answer is the older one.
+      if (await this.storageLock(() => this.storedRefreshToken()) === null) return false
+      if (this.token === null || !this.isFresh(this.token)) this.adopt(this.fromResponse(body))
+      return true
+    }
+    return this.refusedRefresh(response, stale, generation)
+  }
+
+  /** A refresh the server answered with an error: end the session only when the server says it is over. */
+  private async refusedRefresh (response: Response, stale: HeldToken | null, generation: number): Promise<boolean> {
+    const { code, message, body } = await errorCode(response)
+    if (response.status !== 401) throw new AuthError(response.status, code, message, body)
+    // A newer token came while the request was out (another tab's refresh or password change, whose
+    // cookie replaced the one this request carried): the session goes on.
+    if (this.generation !== generation && this.token !== null && this.isFresh(this.token)) return true
+    // The session ended here while the request was out (a logout): it is not ended twice.
+    if (this.generation !== generation && this.token === null && stale !== null) return false
+    if (code === 'AUTH_REFRESH_REUSED') {
+      await this.endSession('reused')
+    } else if (stale !== null || this.token !== null || this.mode === 'mobile') {
+      // Mobile: a stored token is a session the app knew of, even before this start's first refresh.
+      // Web: a tab without a token that finds no live cookie simply has no session.
+      await this.endSession(this.revokedSeen ? 'revoked' : 'expired')
+    }
+    this.revokedSeen = false
+    return false
+  }
+
+  /** Set when the server refused an access token as revoked: a failed refresh then means "revoked". */
+  private revokedSeen = false
+
+  /** A fresh access token, refreshing first when it is about to expire; null without a session. */
+  private async freshToken (): Promise<HeldToken | null> {
+    if (this.token !== null && this.isFresh(this.token)) return this.token
+    try {
+      await this.refresh()
+    } catch (error) {
+      // Offline or the server busy: a token that has not expired yet still works.
+      if (this.token !== null && this.now() < this.token.expiresAt) return this.token
+      throw error
+    }
+    return this.token
+  }
+
+  // ---- fetch ----
+
+  private resolve (input: string | URL | Request): string | URL | Request {
+    if (typeof input === 'string' && !/^[a-z][a-z0-9+.-]*:/i.test(input)) return this.url(input.startsWith('/') ? input : `/${input}`)
+    return input
+  }
+
+  private async send (input: string | URL | Request, init: RequestInit | undefined, token: HeldToken | null): Promise<Response> {
+    const isRequest = typeof Request === 'function' && input instanceof Request
+    const request = isRequest ? (input as Request).clone() : input
+    const headers = new Headers(init?.headers ?? (isRequest ? (input as Request).headers : undefined))
+    if (token !== null) headers.set('authorization', `Bearer ${token.accessToken}`)
+    else headers.delete('authorization')
+    if (typeof init?.body === 'string' && !headers.has('content-type')) headers.set('content-type', 'application/json')
+    return this.doFetch(request, { ...init, headers })
+  }
+
+  async authorizedFetch (input: string | URL | Request, init?: RequestInit): Promise<Response> {
+    const target = this.resolve(input)
+    const used = await this.freshToken()
+    const first = await this.send(target, init, used)
+    if (first.status !== 401 || used === null) return first
+    const { code } = await errorCode(first)
+    if (code !== 'AUTH_TOKEN_EXPIRED' && code !== 'AUTH_TOKEN_REVOKED') return first
+    // One refresh and one retry, never a loop: the second answer is returned as it is.
+    if (this.token === null || this.token.accessToken === used.accessToken) {
+      if (code === 'AUTH_TOKEN_REVOKED') this.revokedSeen = true
+      const refreshed = await this.refresh()
+      if (!refreshed || this.token === null) return first
+    }
+    const retryWith = this.token
+    if (retryWith === null || retryWith.accessToken === used.accessToken) return first
+    return this.send(target, init, retryWith)
+  }
+
+  /** An /auth call that needs the access token (and, in web mode, may set the cookie). */
+  private async authorizedAuthCall (path: string, init: RequestInit): Promise<Response> {
+    return this.authorizedFetch(path, { ...init, credentials: this.mode === 'web' ? 'include' : 'omit', headers: { ...(this.mode === 'web' ? { 'x-requested-with': 'fetch' } : {}), ...(init.headers as Record<string, string> | undefined) } })
+  }
+
+  // ---- the API ----
+
+  async register (username: string, password: string): Promise<User> {
+    const response = await this.authRequest('/auth/register', { method: 'POST', body: JSON.stringify({ username, password }) })
+    return (await this.json<{ user: User }>(response)).user
+  }
+
+  async login (username: string, password: string): Promise<User> {
+    const response = await this.authRequest('/auth/login', {
+      method: 'POST',
+      body: JSON.stringify({ username, password, client: this.mode })
+    })
+    const body = await this.json<TokenResponse>(response)
+    await this.storeSessionStart(body.refreshToken)
+    const token = this.fromResponse(body)
+    this.revokedSeen = false
+    this.adopt(token)
+    if (this.mode === 'web') {
+      await this.markRefreshed(token.receivedAt)
+      this.post({ type: 'token', token })
+    }
+    return body.user
+  }
+
+  async logout (): Promise<void> {
+    let failure: unknown
+    try {
+      let response: Response
+      if (this.mode === 'web') {
+        response = await this.authRequest('/auth/logout', { method: 'POST' })
+      } else {
+        const refreshToken = await this.storageLock(() => this.storedRefreshToken())
+        response = refreshToken !== null
+          ? await this.authRequest('/auth/logout', { method: 'POST', body: JSON.stringify({ refreshToken }) })
+          : await this.authRequest('/auth/logout', { method: 'POST', headers: this.token === null ? {} : { authorization: `Bearer ${this.token.accessToken}` } })
+      }
+      // 401: the session had already ended; the outcome is the same.
+      if (!response.ok && response.status !== 401) {
+        const { code, message, body } = await errorCode(response)
+        failure = new AuthError(response.status, code, message, body)
+      }
+    } catch (error) {
+      failure = error
+    }
+    // The local session ends whatever the server said: a user who logs out is logged out here.
+    await this.endSession('logout')
+    if (failure !== undefined) throw failure
+  }
+
+  async logoutAll (): Promise<void> {
+    const response = await this.authorizedAuthCall('/auth/logout-all', { method: 'POST' })
+    await this.expectNoContent(response)
+    await this.endSession('logout')
+  }
+
+  async changePassword (currentPassword: string, newPassword: string): Promise<void> {
+    const presented = this.mode === 'mobile' ? await this.storageLock(() => this.storedRefreshToken()) : null
+    const response = await this.authorizedAuthCall('/auth/password', { method: 'POST', body: JSON.stringify({ currentPassword, newPassword }) })
+    const body = await this.json<TokenResponse>(response)
+    if (this.mode === 'mobile') {
+      if (body.refreshToken === undefined) throw new AuthError(200, 'BAD_RESPONSE', 'The token response carries no refresh token')
+      // Every older refresh token is dead now; only a logout meanwhile keeps this one from being stored.
+      const stored = await this.compareAndSwap(presented, body.refreshToken)
+      if (!stored && await this.storageLock(() => this.storedRefreshToken()) !== null) await this.storeSessionStart(body.refreshToken)
+    }
+    const token = this.fromResponse(body)
+    this.adopt(token)
+    if (this.mode === 'web') {
+      await this.markRefreshed(token.receivedAt)
+      this.post({ type: 'token', token })
+    }
+  }
+
+  async sessions (): Promise<Session[]> {
+    const response = await this.authorizedFetch('/auth/sessions')
+    return (await this.json<{ sessions: Session[] }>(response)).sessions
+  }
+
+  async revokeSession (id: string): Promise<void> {
+    const current = this.token === null ? undefined : jwtClaims(this.token.accessToken).sid
+    const response = await this.authorizedFetch(`/auth/sessions/${encodeURIComponent(id)}`, { method: 'DELETE' })
+    await this.expectNoContent(response)
+    if (id === current) await this.endSession('logout')
+  }
+
+  async resume (): Promise<User | null> {
+    if (this.token !== null && this.isFresh(this.token)) return this.token.user
+    if (this.mode === 'mobile' && this.token === null && await this.storageLock(() => this.storedRefreshToken()) === null) return null
+    try {
+      await this.refresh()
+    } catch (error) {
+      if (this.token !== null && this.now() < this.token.expiresAt) return this.token.user
+      throw error
+    }
+    return this.token?.user ?? null
+  }
+
+  close (): void {
+    this.closed = true
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    this.releaseMarker?.()
+    this.releaseMarker = null
+    try { this.channel?.close() } catch { /* already closed */ }
+    this.channel = null
+    globalThis.document?.removeEventListener?.('visibilitychange', this.onVisible)
+  }
+}
