@@ -10,7 +10,7 @@ import fastifyJwt from '@fastify/jwt'
 import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { AccountService } from '../auth/accounts.js'
-import { LoginThrottle, MemoryFailureCounterStore, RedisFailureCounterStore } from '../auth/login-throttle.js'
+import { LoginThrottle, MemoryLoginAttemptStore, RedisLoginAttemptStore } from '../auth/login-throttle.js'
 import { PasswordHasher } from '../auth/passwords.js'
 import { RevocationList } from '../auth/revocation-list.js'
 import { type ClientKind, SessionService } from '../auth/sessions.js'
@@ -124,9 +124,9 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   const revocations = new RevocationList(db, clock, (createdAt) => revocationRelevantUntil(createdAt, config.ttl))
   await revocations.load()
   const passwordHasher = new PasswordHasher(config.passwordHashConcurrency)
-  const localCounters = new MemoryFailureCounterStore(clock)
+  const localCounters = new MemoryLoginAttemptStore(clock)
   const throttle = new LoginThrottle(
-    fastify.redis === null ? localCounters : new RedisFailureCounterStore(fastify.redis, localCounters, clock),
+    fastify.redis === null ? localCounters : new RedisLoginAttemptStore(fastify.redis, localCounters, clock),
     clock, config.login.maxFailures, config.login.lockWindow)
   const sessions = new SessionService({
     db,
