@@ -30,12 +30,15 @@ function connectionGone (client: pg.PoolClient): boolean {
 }
 
 const watched = new WeakSet<pg.PoolClient>()
+/** Errors a client emitted for its connection (the pool's query hands them to its caller as they are). */
+const connectionErrors = new WeakSet<object>()
 type Callback = (error: Error | undefined, ...rest: unknown[]) => void
 
 /** Makes a client's query failures that come from its lost connection DatabaseConnectionLost. */
 function watch (client: pg.PoolClient): pg.PoolClient {
   if (watched.has(client)) return client
   watched.add(client)
+  client.on('error', (error) => { connectionErrors.add(error) })
   const query = client.query.bind(client) as (...args: unknown[]) => unknown
   const translate = (error: Error): Error => !isRecognizable(error) && connectionGone(client) ? new DatabaseConnectionLost(error) : error
   client.query = function (...args: unknown[]) {
@@ -52,6 +55,23 @@ function watch (client: pg.PoolClient): pg.PoolClient {
 }
 
 export class RecognizingPool extends pg.Pool {
+  constructor (config?: pg.PoolConfig) {
+    super(config)
+    // pool.query passes on the error a client emitted for its lost connection, bypassing the client's query.
+    const query = pg.Pool.prototype.query as (...args: unknown[]) => unknown
+    const translate = (error: Error): Error => !isRecognizable(error) && connectionErrors.has(error) ? new DatabaseConnectionLost(error) : error
+    this.query = ((...args: unknown[]) => {
+      const last = args.at(-1)
+      if (typeof last === 'function') {
+        args[args.length - 1] = (error: Error | undefined, ...rest: unknown[]) => (last as Callback)(error === undefined || error === null ? error : translate(error), ...rest)
+        return query.apply(this, args)
+      }
+      const result = query.apply(this, args)
+      if (result instanceof Promise) return result.catch((error: Error) => { throw translate(error) })
+      return result
+    }) as typeof this.query
+  }
+
   override connect (): Promise<pg.PoolClient>
   override connect (callback: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): void
   override connect (callback?: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): Promise<pg.PoolClient> | void {
