@@ -88,7 +88,8 @@ export function isDatabaseUnavailable (error: unknown, depth = 0): boolean {
   if (typeof code === 'string' && (PRISMA_UNAVAILABLE.has(code) || NODE_UNAVAILABLE.has(code))) return true
   // A driver's own error (better-sqlite3's SqliteError, node-postgres's DatabaseError) passed through.
   if (isSqliteUnavailable(code) || (typeof severity === 'string' && isPostgresUnavailable(code, severity))) return true
-  const adapter = meta?.driverAdapterError?.cause
+  // A driver adapter's error comes inside Prisma's (meta), or bare when a transaction fails to commit.
+  const adapter = meta?.driverAdapterError?.cause ?? (name === 'DriverAdapterError' ? cause as DriverCause | undefined : undefined)
   if (adapter !== undefined) {
     if (ADAPTER_UNAVAILABLE.has(adapter.kind ?? '')) return true
     if (adapter.kind === 'sqlite' && isSqliteUnavailable(adapter.originalCode)) return true

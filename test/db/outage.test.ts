@@ -286,7 +286,9 @@ t.test('SQLite on a full disk (a small tmpfs filled up): writes 503, reads still
   const chunk = Buffer.alloc(64 * 1024)
   try { for (;;) writeSync(filler, chunk) } catch {}
   closeSync(filler)
-  await assertRoutes(t, app, writes(p), 'unavailable')
+  // (Deleting a session that does not exist writes nothing, so it needs no space.)
+  const { 'delete session': _, ...needSpace } = writes(p)
+  await assertRoutes(t, app, needSpace, 'unavailable')
   await assertRoutes(t, app, reads(p), 'working')
   await assertOutageLoginsDoNotCount(t, app, p, async () => { unlinkSync(join(dir, 'filler')) })
   await assertRoutes(t, app, { 'create order': writes(p)['create order'] }, 'working')
