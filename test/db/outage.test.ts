@@ -137,6 +137,8 @@ if (adminUrl) {
     const p = await prepared(app)
     await db.admin.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS false`)
     await db.terminate()
+    const known = await app.inject({ method: 'GET', url: '/auth/me', headers: bearer(p.tokens.accessToken) })
+    t.equal(known.statusCode, 200, 'a token this instance knows is checked from memory, with no database round trip')
     await assertRoutes(t, app, { ...writes(p), ...reads(p) }, 'unavailable')
     await assertOutageLoginsDoNotCount(t, app, p, async () => { await db.admin.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS true`) })
     await assertRoutes(t, app, reads(p), 'working')
