@@ -185,6 +185,30 @@ for (const database of testDatabases()) {
     t.same(results.map((r) => r.refreshToken), Array(4).fill(third.refreshToken), 'at once, on both instances')
   })
 
+  t.test(`a session started under an older token version is refused at refresh, even if never marked revoked (${database})`, async (t) => {
+    const f = await sessionFixture(t, database)
+    const user = await f.createUser()
+    const issued = await f.sessions.startSession(user, mobile)
+    const rotated = await f.sessions.refresh(issued.refreshToken)
+    t.equal((await f.db.session.findUniqueOrThrow({ where: { id: issued.sessionId } })).tokenVersion, 0, 'the session records its version')
+    // What a login that slipped past a password change would leave: a live session of the old version.
+    await f.db.user.update({ where: { id: user.id }, data: { tokenVersion: 1 } })
+    await t.rejects(f.sessions.refresh(rotated.refreshToken), INVALID)
+    t.equal((await f.tokenRow(rotated.refreshToken)).successorId, null, 'nothing rotated')
+    f.clock.advance(SECOND)
+    await t.rejects(f.sessions.refresh(issued.refreshToken), INVALID, 'its retired token gets no grace either')
+  })
+
+  t.test(`startSession writes nothing when the user's version or password moved on (${database})`, async (t) => {
+    const f = await sessionFixture(t, database)
+    const user = await f.createUser(2)
+    await t.rejects(f.sessions.startSession({ ...user, tokenVersion: 1 }, mobile), { name: 'CredentialsChanged' })
+    await t.rejects(f.sessions.startSession({ ...user, passwordHash: 'another hash' }, mobile), { name: 'CredentialsChanged' })
+    t.equal(await f.db.session.count(), 0)
+    const issued = await f.sessions.startSession({ ...user, passwordHash: 'not a hash' }, mobile)
+    t.equal(claimsOf(issued.accessToken).ver, 2)
+  })
+
   t.test(`with no grace window a retired token is reuse at once (${database})`, async (t) => {
     const f = await sessionFixture(t, database, { ...LIFETIMES, reuseGrace: 0 })
     const user = await f.createUser()

@@ -42,6 +42,12 @@ t.test('judgeRefreshToken', async (t) => {
     t.same(judgeRefreshToken(oldAncestor, session, null, NOW, lifetimes), { action: 'refuse', reason: 'session-ended' })
   })
 
+  t.test('a session of an older token version is refused, whatever the token', async (t) => {
+    const outdated = { ...liveSession, outdated: true }
+    t.same(judgeRefreshToken(currentToken, outdated, null, NOW, lifetimes), { action: 'refuse', reason: 'session-ended' })
+    t.same(judgeRefreshToken(justRotated, outdated, currentSuccessor, NOW, lifetimes), { action: 'refuse', reason: 'session-ended' })
+  })
+
   t.test('the immediate predecessor within grace, with a current successor and a seal, is replayed', async (t) => {
     t.same(judgeRefreshToken(justRotated, liveSession, currentSuccessor, NOW, lifetimes), { action: 'replay' })
     const lastMoment = { ...justRotated, retiredAt: NOW - lifetimes.reuseGrace * SECOND + 1 }
