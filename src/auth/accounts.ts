@@ -8,9 +8,12 @@ import { InvalidCredentials, UsernameTaken, ValidationFailed, WeakPassword, rate
 import { type AuthEventSink, IGNORE_AUTH_EVENTS } from './events.js'
 import type { LoginThrottle } from './login-throttle.js'
 import { type PasswordHasher, passwordWeakness } from './passwords.js'
-import type { AccountView, IssuedTokens, SessionContext, SessionService } from './sessions.js'
+import { type AccountView, CredentialsChanged, type IssuedTokens, type SessionContext, type SessionService } from './sessions.js'
 import type { Clock } from './token-rules.js'
 import { displayUsername, usernameKey, usernameProblem, usernameSkeleton } from './usernames.js'
+
+/** A login whose session start keeps losing to logouts-everywhere gives up after this many tries. */
+const MAX_SESSION_START_ATTEMPTS = 3
 
 export interface AccountServiceDeps {
   db: Db
@@ -64,16 +67,27 @@ export class AccountService {
   }
 
   /**
-   * Checks the password and starts a session. The failure is counted before the check, so that
-   * concurrent attempts cannot slip past the limit; a success clears the count.
+   * Checks the password and starts a session bound to the token version and password hash the check
+   * read. If a logout-everywhere committed in between, the same password still holds and the session
+   * starts under the new version; if the password changed, the password checked is no longer the
+   * account's and the login fails.
    */
   async login (username: string, password: string, address: string, context: SessionContext): Promise<IssuedTokens> {
-    const user = await this.checkPassword(usernameKey(username), password, address, (outcome, userId) => {
+    let user = await this.checkPassword(usernameKey(username), password, address, (outcome, userId) => {
       this.events.report({ type: 'login', outcome, userId })
     })
-    const issued = await this.deps.sessions.startSession(user, context)
-    this.events.report({ type: 'login', outcome: 'ok', userId: user.id, sessionId: issued.sessionId })
-    return issued
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const issued = await this.deps.sessions.startSession(user, context)
+        this.events.report({ type: 'login', outcome: 'ok', userId: user.id, sessionId: issued.sessionId })
+        return issued
+      } catch (error) {
+        if (!(error instanceof CredentialsChanged)) throw error
+      }
+      const now = await this.deps.db.user.findUnique({ where: { id: user.id }, select: { tokenVersion: true, passwordHash: true, disabled: true } })
+      if (now === null || now.disabled || now.passwordHash !== user.passwordHash || attempt >= MAX_SESSION_START_ATTEMPTS) throw new InvalidCredentials()
+      user = { ...user, tokenVersion: now.tokenVersion }
+    }
   }
 
   /**
@@ -81,23 +95,21 @@ export class AccountService {
    * included; the caller gets a fresh session in the same transaction.
    */
   async changePassword (userId: string, currentPassword: string, newPassword: string, address: string, context: SessionContext): Promise<IssuedTokens> {
-    const { db, sessions, hasher, clock } = this.deps
+    const { db, sessions, hasher } = this.deps
     const account = await db.user.findUnique({ where: { id: userId }, select: { usernameKey: true, username: true } })
     if (account === null) throw new InvalidCredentials()
-    await this.checkPassword(account.usernameKey, currentPassword, address)
+    const checked = await this.checkPassword(account.usernameKey, currentPassword, address)
+    if (checked.id !== userId) throw new InvalidCredentials()
     const weakness = passwordWeakness(newPassword, account.username)
     if (weakness !== null) throw new WeakPassword(weakness)
     const passwordHash = await hasher.hash(newPassword)
-    const now = clock()
-    const { issued, event } = await db.$transaction(async (tx) => {
-      await tx.user.update({ where: { id: userId }, data: { passwordHash, updatedAt: new Date(now) } })
-      const { tokenVersion, event } = await sessions.endAllSessions(tx, userId, 'password-change', now)
-      const issued = await sessions.startSession({ id: userId, username: account.username, tokenVersion }, context, tx)
-      return { issued, event }
-    })
-    sessions.applyRevocation(event, { reason: 'password-change', userId, sessionId: null })
-    this.events.report({ type: 'password-change', userId, sessionId: issued.sessionId })
-    return issued
+    try {
+      return await sessions.changePassword({ id: userId, username: account.username }, checked.passwordHash, passwordHash, context)
+    } catch (error) {
+      // Another change committed since the check: the current password given is no longer the account's.
+      if (error instanceof CredentialsChanged) throw new InvalidCredentials()
+      throw error
+    }
   }
 
   private async lookAlikeTaken (key: string): Promise<boolean> {
@@ -137,10 +149,17 @@ export class AccountService {
   }
 
   /** `refused` hears of a login that failed or was locked out (with the account's id, when there is one). */
-  private async checkPassword (key: string, password: string, address: string, refused?: LoginRefused): Promise<AccountView & { tokenVersion: number }> {
+  /**
+   * The account whose password this is, with the token version and hash the check read. Only a
+   * completed check counts: a wrong password is a failure, a right one wipes the pair's failures,
+   * and a check the database (or anything else) interrupted counts for nothing.
+   * `refused` hears of a login that failed or was locked out (with the account's id, when there is one).
+   */
+  private async checkPassword (key: string, password: string, address: string, refused?: LoginRefused): Promise<AccountView & { tokenVersion: number, passwordHash: string }> {
     const { db, hasher, throttle } = this.deps
     address = clientAddressKey(address, this.deps.ipv6PrefixLength)
-    const retryAfter = await throttle.attempt(key, address)
+    const attempt = await throttle.begin(key, address)
+    const retryAfter = attempt.retryAfter
     if (retryAfter > 0) {
       this.events.report({ type: 'rate-limited', limiter: 'login-lockout' })
       // Which account is under attack is worth an indexed lookup on this (already limited) path.
@@ -150,15 +169,22 @@ export class AccountService {
       }
       throw rateLimited(retryAfter)
     }
-    const user = await db.user.findUnique({ where: { usernameKey: key } })
-    const valid = user !== null && !user.disabled
-      ? await hasher.verify(user.passwordHash, password)
-      : await hasher.verifyAgainstDummy(password)
+    let user, valid
+    try {
+      user = await db.user.findUnique({ where: { usernameKey: key } })
+      valid = user !== null && !user.disabled
+        ? await hasher.verify(user.passwordHash, password)
+        : await hasher.verifyAgainstDummy(password)
+    } catch (error) {
+      await attempt.abandoned()
+      throw error
+    }
     if (!valid || user === null) {
+      await attempt.failed()
       refused?.('failed', user?.id ?? null)
       throw new InvalidCredentials()
     }
-    await throttle.forgive(key, address)
-    return { id: user.id, username: user.username, tokenVersion: user.tokenVersion }
+    await attempt.succeeded()
+    return { id: user.id, username: user.username, tokenVersion: user.tokenVersion, passwordHash: user.passwordHash }
   }
 }

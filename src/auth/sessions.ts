@@ -43,6 +43,17 @@ export interface SessionListEntry {
   current: boolean
 }
 
+/**
+ * The user's token version or password is no longer the one the caller read (a password change or
+ * logout-everywhere committed meanwhile): nothing was written. The caller decides what that means.
+ */
+export class CredentialsChanged extends Error {
+  constructor () {
+    super('The account changed while the request ran')
+    this.name = 'CredentialsChanged'
+  }
+}
+
 /** A rotation that lost to a concurrent change is judged again, at most this many times in all. */
 const MAX_ROTATION_ATTEMPTS = 3
 
@@ -69,6 +80,7 @@ interface RawPresentedToken {
   client: string
   sessionRevokedAt: RawTime
   sessionExpiresAt: RawTime
+  sessionTokenVersion: number | bigint
   userId: string
   username: string
   tokenVersion: number | bigint
@@ -109,8 +121,21 @@ export class SessionService {
     this.events = deps.events ?? IGNORE_AUTH_EVENTS
   }
 
-  /** Starts a session (a new token family). Pass `tx` to make it part of a larger transaction. */
-  async startSession (user: AccountView & { tokenVersion: number }, context: SessionContext, tx: DbTransaction = this.db): Promise<IssuedTokens> {
+  /**
+   * Starts a session (a new token family) bound to `user.tokenVersion` — and to `user.passwordHash`,
+   * the hash a login checked, when given. The insert happens only while the user's row still holds
+   * them (and the user is enabled), with that row locked until commit, so a password change or
+   * logout-everywhere either commits first (and this throws CredentialsChanged, nothing written) or
+   * waits and then ends this session too. Pass `tx` to make it part of a larger transaction.
+   */
+  async startSession (user: AccountView & { tokenVersion: number, passwordHash?: string }, context: SessionContext, tx?: DbTransaction): Promise<IssuedTokens> {
+    if (tx === undefined) return this.db.$transaction(async (tx) => this.startSession(user, context, tx))
+    const bound = await tx.user.updateMany({
+      where: { id: user.id, tokenVersion: user.tokenVersion, disabled: false, ...(user.passwordHash === undefined ? {} : { passwordHash: user.passwordHash }) },
+      // Writes nothing new: the update takes the row lock that a concurrent change would need.
+      data: { tokenVersion: user.tokenVersion }
+    })
+    if (bound.count !== 1) throw new CredentialsChanged()
     const now = this.clock()
     const sessionId = randomUUID()
     const expiresAt = sessionExpiry(now, this.lifetimes)
@@ -126,6 +151,7 @@ export class SessionService {
         createdAt: new Date(now),
         lastUsedAt: new Date(now),
         expiresAt: new Date(expiresAt),
+        tokenVersion: user.tokenVersion,
         refreshTokens: {
           create: { id: randomUUID(), tokenHash: hashRefreshToken(refreshToken), createdAt: new Date(now), expiresAt: new Date(refreshExpiresAt) }
         }
@@ -143,7 +169,17 @@ export class SessionService {
     const token = await this.findPresentedToken(hashRefreshToken(presentedToken))
     if (token === null) throw this.refusal('invalid', null)
     if (token.userDisabled) throw this.refusal('refused', token)
-    const verdict = judgeRefreshToken(token, token.session, token.successor, now, this.lifetimes)
+    // A burst that rotated more than once: the token's own successor is retired too, and grace (if
+    // due) answers with the family's current token, sealed in its predecessor's row.
+    let successor = token.successor
+    let sealed = { value: token.successorSealed, boundTo: token.id }
+    if (token.retiredReason === 'rotated' && successor !== null && successor.retiredAt !== null && token.retiredAt !== null &&
+        now - token.retiredAt < this.lifetimes.reuseGrace * 1000) {
+      const current = await this.findCurrentToken(token.session.id)
+      successor = current === null ? null : { retiredAt: null, expiresAt: current.expiresAt }
+      sealed = { value: current?.sealed ?? null, boundTo: current?.parentId ?? '' }
+    }
+    const verdict = judgeRefreshToken({ ...token, hasSealedSuccessor: sealed.value !== null }, token.session, successor, now, this.lifetimes)
     const user = { id: token.userId, username: token.username, tokenVersion: token.tokenVersion }
     switch (verdict.action) {
       case 'rotate': {
@@ -158,10 +194,10 @@ export class SessionService {
         return this.issue(user, token.session.id, token.client, successorToken, successorExpiresAt, now)
       }
       case 'replay': {
-        const successorToken = this.deps.seal.open(token.successorSealed ?? '', token.id)
-        if (successorToken === null || token.successor === null) throw this.refusal('refused', token)
+        const successorToken = this.deps.seal.open(sealed.value ?? '', sealed.boundTo)
+        if (successorToken === null || successor === null) throw this.refusal('refused', token)
         this.reportRefresh('replayed', token)
-        return this.issue(user, token.session.id, token.client, successorToken, token.successor.expiresAt, now)
+        return this.issue(user, token.session.id, token.client, successorToken, successor.expiresAt, now)
       }
       case 'revoke-session':
         await this.revokeSession(token.session.id, 'reuse', token.userId)
@@ -187,6 +223,7 @@ export class SessionService {
     const rows = await this.db.$queryRaw<RawPresentedToken[]>`
       SELECT t."id", t."retiredAt", t."retiredReason", t."expiresAt", t."successorSealed",
              s."id" AS "sessionId", s."client", s."revokedAt" AS "sessionRevokedAt", s."expiresAt" AS "sessionExpiresAt",
+             s."tokenVersion" AS "sessionTokenVersion",
              u."id" AS "userId", u."username", u."tokenVersion", u."disabled",
              n."id" AS "successorId", n."retiredAt" AS "successorRetiredAt", n."expiresAt" AS "successorExpiresAt"
       FROM "RefreshToken" t
@@ -204,7 +241,12 @@ export class SessionService {
       successorSealed: row.successorSealed,
       hasSealedSuccessor: row.successorSealed !== null,
       client: row.client === 'web' ? 'web' : 'mobile',
-      session: { id: row.sessionId, revokedAt: timeOf(row.sessionRevokedAt), expiresAt: timeOf(row.sessionExpiresAt)! },
+      session: {
+        id: row.sessionId,
+        revokedAt: timeOf(row.sessionRevokedAt),
+        expiresAt: timeOf(row.sessionExpiresAt)!,
+        outdated: Number(row.sessionTokenVersion) < Number(row.tokenVersion)
+      },
       successor: row.successorId === null ? null : { retiredAt: timeOf(row.successorRetiredAt), expiresAt: timeOf(row.successorExpiresAt)! },
       userId: row.userId,
       username: row.username,
@@ -214,11 +256,27 @@ export class SessionService {
   }
 
   /**
+   * The session's current refresh token (its one unretired token) with the seal of its value that its
+   * predecessor's row holds during the grace window; null when the session has none.
+   */
+  private async findCurrentToken (sessionId: string): Promise<{ expiresAt: number, parentId: string, sealed: string | null } | null> {
+    const rows = await this.db.$queryRaw<Array<{ expiresAt: RawTime, parentId: string, successorSealed: string | null }>>`
+      SELECT c."expiresAt", p."id" AS "parentId", p."successorSealed"
+      FROM "RefreshToken" c
+      JOIN "RefreshToken" p ON p."id" = c."parentId" AND p."successorId" = c."id"
+      WHERE c."sessionId" = ${sessionId} AND c."retiredAt" IS NULL`
+    const row = rows.length === 1 ? rows[0]! : undefined
+    if (row === undefined) return null
+    return { expiresAt: timeOf(row.expiresAt)!, parentId: row.parentId, sealed: row.successorSealed }
+  }
+
+  /**
    * Retires the presented token and stores its successor, in one transaction of three statements.
    * Each is conditional, which is the guard against a concurrent refresh of the same token or a
    * concurrent revocation of the session: whichever commits second finds nothing to update, and the
    * successor is inserted only if this transaction retired its parent in a live session. The session
-   * row is locked first, in the same order as revocation, so the two cannot deadlock.
+   * row is locked first, in the same order as revocation, so the two cannot deadlock. A session
+   * started under an older token version than the user's (see startSession) is never renewed.
    * Returns false when another change won.
    */
   private async rotate (tokenId: string, sessionId: string, successorToken: string, successorExpiresAt: number, now: number): Promise<boolean> {
@@ -228,7 +286,10 @@ export class SessionService {
     const sealed = keepForGrace ? this.deps.seal.seal(successorToken, tokenId) : null
     const sealExpiresAt = keepForGrace ? new Date(now + this.lifetimes.reuseGrace * 1000) : null
     const [touched, retired, inserted] = await this.db.$transaction([
-      this.db.$executeRaw`UPDATE "Session" SET "lastUsedAt" = ${at} WHERE "id" = ${sessionId} AND "revokedAt" IS NULL`,
+      this.db.$executeRaw`
+        UPDATE "Session" SET "lastUsedAt" = ${at}
+        WHERE "id" = ${sessionId} AND "revokedAt" IS NULL
+          AND "tokenVersion" >= (SELECT u."tokenVersion" FROM "User" u WHERE u."id" = "Session"."userId")`,
       this.db.$executeRaw`
         UPDATE "RefreshToken" SET "retiredAt" = ${at}, "retiredReason" = 'rotated', "successorId" = ${successorId},
                "successorSealed" = ${sealed}, "sealExpiresAt" = ${sealExpiresAt}
@@ -237,7 +298,8 @@ export class SessionService {
         INSERT INTO "RefreshToken" ("id", "sessionId", "tokenHash", "parentId", "createdAt", "expiresAt")
         SELECT ${successorId}, ${sessionId}, ${hashRefreshToken(successorToken)}, ${tokenId}, ${at}, ${new Date(successorExpiresAt)}
         WHERE EXISTS (SELECT 1 FROM "RefreshToken" WHERE "id" = ${tokenId} AND "successorId" = ${successorId})
-          AND EXISTS (SELECT 1 FROM "Session" WHERE "id" = ${sessionId} AND "revokedAt" IS NULL)`
+          AND EXISTS (SELECT 1 FROM "Session" s JOIN "User" u ON u."id" = s."userId"
+                      WHERE s."id" = ${sessionId} AND s."revokedAt" IS NULL AND s."tokenVersion" >= u."tokenVersion")`
     ])
     return touched === 1 && retired === 1 && inserted === 1
   }
@@ -287,6 +349,27 @@ export class SessionService {
     await tx.session.updateMany({ where: { userId, revokedAt: null }, data: { revokedAt: new Date(now), revokedReason: reason } })
     const event = await this.recordRevocation(tx, { kind: 'user', subject: userId, tokenVersion: user.tokenVersion }, now)
     return { tokenVersion: user.tokenVersion, event }
+  }
+
+  /**
+   * Sets a new password hash and ends every session and access token of the user, then starts a
+   * fresh session for the caller, in one transaction. The update is conditional on the hash the
+   * caller checked the current password against: of two changes from the same password, the second
+   * finds it gone and throws CredentialsChanged, leaving the first intact. The revocation is applied
+   * here once committed.
+   */
+  async changePassword (user: AccountView, checkedHash: string, newHash: string, context: SessionContext): Promise<IssuedTokens> {
+    const now = this.clock()
+    const { issued, event } = await this.db.$transaction(async (tx) => {
+      const changed = await tx.user.updateMany({ where: { id: user.id, passwordHash: checkedHash }, data: { passwordHash: newHash, updatedAt: new Date(now) } })
+      if (changed.count !== 1) throw new CredentialsChanged()
+      const { tokenVersion, event } = await this.endAllSessions(tx, user.id, 'password-change', now)
+      const issued = await this.startSession({ ...user, tokenVersion }, context, tx)
+      return { issued, event }
+    })
+    this.applyRevocation(event, { reason: 'password-change', userId: user.id, sessionId: null })
+    this.events.report({ type: 'password-change', userId: user.id, sessionId: issued.sessionId })
+    return issued
   }
 
   /** Logout everywhere: every session and every access token of the user ends. */

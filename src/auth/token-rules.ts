@@ -72,13 +72,24 @@ export interface PresentedToken {
   expiresAt: number
   hasSealedSuccessor: boolean
 }
-export interface TokenSession { revokedAt: number | null, expiresAt: number }
-/** The successor of a rotated token, as it stands now (null if unknown). */
+export interface TokenSession {
+  revokedAt: number | null
+  expiresAt: number
+  /**
+   * The session started under an older token version than the user's current one (a login that
+   * raced a password change or logout-everywhere): it is dead, whether or not it was marked revoked.
+   */
+  outdated: boolean
+}
+/**
+ * The family's current refresh token (the latest successor) as reached from a rotated token, as it
+ * stands now; null if unknown.
+ */
 export interface SuccessorState { retiredAt: number | null, expiresAt: number }
 
 export type RefreshVerdict =
   | { action: 'rotate' }
-  /** The immediate predecessor within the grace window: answer with the same successor again. */
+  /** A token retired by rotation within the grace window: answer with the family's current token. */
   | { action: 'replay' }
   /** A retired token presented again: revoke the whole session. */
   | { action: 'revoke-session' }
@@ -91,13 +102,14 @@ export function judgeRefreshToken (
   now: number,
   lifetimes: Lifetimes
 ): RefreshVerdict {
-  if (session.revokedAt !== null) return { action: 'refuse', reason: 'session-ended' }
+  if (session.revokedAt !== null || session.outdated) return { action: 'refuse', reason: 'session-ended' }
   if (now >= session.expiresAt) return { action: 'refuse', reason: 'session-expired' }
   if (token.retiredAt === null) {
     return now >= token.expiresAt ? { action: 'refuse', reason: 'idle-expired' } : { action: 'rotate' }
   }
   // Logout and password change end the session (caught above); a token retired any other way
-  // than rotation never gets grace.
+  // than rotation never gets grace. A burst that rotated more than once is answered with the
+  // latest successor: `successor` is the family's current token, however many rotations ago.
   if (token.retiredReason !== 'rotated') return { action: 'refuse', reason: 'revoked' }
   const withinGrace = now - token.retiredAt < lifetimes.reuseGrace * 1000
   const successorIsCurrent = successor !== null && successor.retiredAt === null && now < successor.expiresAt

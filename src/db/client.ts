@@ -18,33 +18,84 @@ export async function createDbClient (database: DatabaseConfig): Promise<Db> {
     // timeout is SQLite's busy timeout: a writer waits this long for another process's lock.
     return new PrismaClient({ adapter: new IsolatedSqlite({ url: database.file, timeout: 5000 }) })
   }
-  const [{ PrismaClient }, { PrismaPg }] = await Promise.all([import('../generated/postgresql/client.js'), import('@prisma/adapter-pg')])
+  const [{ PrismaClient }, { PrismaPg }, { RecognizingPool }] = await Promise.all([
+    import('../generated/postgresql/client.js'), import('@prisma/adapter-pg'), import('./pg-pool.js')])
   // search_path makes raw queries (src/auth/sessions.ts) address the same schema as generated ones.
-  const adapter = new PrismaPg({ connectionString: database.url, max: 10, options: `-c search_path="${database.schema}"` }, { schema: database.schema })
+  // A connection that cannot be opened within the timeout fails the request (503) instead of hanging it.
+  const pool = new RecognizingPool({
+    connectionString: database.url, max: 10, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS, options: `-c search_path="${database.schema}"`
+  })
+  // The pool is the adapter's to end with the client (disposeExternalPool).
+  const adapter = new PrismaPg(pool, { schema: database.schema, disposeExternalPool: true })
   // Same models, other provider: the two generated clients differ only in provider-specific extras we do not use.
   return new PrismaClient({ adapter }) as unknown as Db
 }
 
-/** Prisma's codes for "the database cannot be reached right now" (connection, timeout, pool, lock). */
-const UNAVAILABLE_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2034'])
-const UNAVAILABLE_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections', 'TransactionWriteConflict'])
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', '57P01', '57P03'])
-/** node-postgres reports a connection lost mid-query as a plain Error, which Prisma passes through. */
-const PG_CONNECTION_LOST = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/
+/** How long opening a PostgreSQL connection may take before the request fails (ms). */
+const PG_CONNECT_TIMEOUT_MS = 5000
 
 /**
- * True when a query failed because the database is unreachable or busy rather than because of the
- * query: such requests get a 503 and may be retried.
+ * Prisma's codes for "the database cannot be reached or cannot serve right now": cannot reach (P1001),
+ * timed out reaching (P1002), operation timed out (P1008, also SQLite's busy timeout), connection
+ * closed (P1017), pool timeout (P2024), a transaction that could not start or ran out of time (P2028),
+ * write conflict or deadlock (P2034).
  */
-export function isDatabaseUnavailable (error: unknown): boolean {
-  if (typeof error !== 'object' || error === null) return false
-  const { name, code, meta } = error as { name?: string, code?: string, meta?: { driverAdapterError?: { cause?: { kind?: string, extendedCode?: number } } } }
+const PRISMA_UNAVAILABLE = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2028', 'P2034'])
+/** The driver adapters' kinds for the same. */
+const ADAPTER_UNAVAILABLE = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections', 'TransactionWriteConflict'])
+/** Node's socket errors, and the pool's own code for a connection it could not open or lost (src/db/pg-pool.ts). */
+const NODE_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'DATABASE_CONNECTION_LOST'])
+/**
+ * PostgreSQL SQLSTATEs: by class, connection exception (08), insufficient resources (53: disk full,
+ * out of memory, too many connections), operator intervention (57: shutdown, terminated, cannot
+ * connect now, statement timeout), system error (58: I/O); and read-only transaction (25006, a
+ * standby or a read-only database), lock timeout (55P03).
+ */
+const PG_UNAVAILABLE_CLASSES = new Set(['08', '53', '57', '58'])
+const PG_UNAVAILABLE_CODES = new Set(['25006', '55P03'])
+/**
+ * SQLite primary result codes (an extended code such as SQLITE_BUSY_SNAPSHOT or SQLITE_IOERR_WRITE
+ * starts with its primary one): locked past the busy timeout, out of disk, read-only (file system,
+ * file mode, query_only), I/O failure, cannot open the file.
+ */
+const SQLITE_UNAVAILABLE = ['SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_FULL', 'SQLITE_READONLY', 'SQLITE_IOERR', 'SQLITE_CANTOPEN']
+
+interface DriverCause { kind?: string, code?: string, originalCode?: string, severity?: string }
+
+function isSqliteUnavailable (code: unknown): boolean {
+  return typeof code === 'string' && SQLITE_UNAVAILABLE.some((primary) => code === primary || code.startsWith(`${primary}_`))
+}
+
+function isPostgresUnavailable (code: unknown, severity: unknown): boolean {
+  // A FATAL (or PANIC) answer ends the connection: the server would not serve this session
+  // (not accepting connections, shutting down, …), whatever the code.
+  if (severity === 'FATAL' || severity === 'PANIC') return true
+  return typeof code === 'string' && code.length === 5 && (PG_UNAVAILABLE_CLASSES.has(code.slice(0, 2)) || PG_UNAVAILABLE_CODES.has(code))
+}
+
+/**
+ * True when a query failed because the database is unreachable or unusable right now rather than
+ * because of the query: such requests get a 503 and may be retried. Decided by error class and
+ * code (Prisma's, the driver adapter's, PostgreSQL's SQLSTATE, SQLite's result code, Node's),
+ * never by message text. Follows `cause` a few levels (a wrapped driver error).
+ */
+export function isDatabaseUnavailable (error: unknown, depth = 0): boolean {
+  if (typeof error !== 'object' || error === null || depth > 3) return false
+  const { name, code, severity, meta, cause } = error as {
+    name?: string, code?: unknown, severity?: unknown, meta?: { driverAdapterError?: { cause?: DriverCause } }, cause?: unknown
+  }
   if (name === 'PrismaClientInitializationError') return true
-  if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || NETWORK_CODES.has(code))) return true
-  if (error instanceof Error && PG_CONNECTION_LOST.test(error.message)) return true
-  const cause = meta?.driverAdapterError?.cause
-  // SQLITE_BUSY (5) and its extended codes: another process holds the write lock past the busy timeout.
-  return cause !== undefined && (UNAVAILABLE_KINDS.has(cause.kind ?? '') || (cause.kind === 'sqlite' && ((cause.extendedCode ?? 0) & 0xff) === 5))
+  if (typeof code === 'string' && (PRISMA_UNAVAILABLE.has(code) || NODE_UNAVAILABLE.has(code))) return true
+  // A driver's own error (better-sqlite3's SqliteError, node-postgres's DatabaseError) passed through.
+  if (isSqliteUnavailable(code) || (typeof severity === 'string' && isPostgresUnavailable(code, severity))) return true
+  // A driver adapter's error comes inside Prisma's (meta), or bare when a transaction fails to commit.
+  const adapter = meta?.driverAdapterError?.cause ?? (name === 'DriverAdapterError' ? cause as DriverCause | undefined : undefined)
+  if (adapter !== undefined) {
+    if (ADAPTER_UNAVAILABLE.has(adapter.kind ?? '')) return true
+    if (adapter.kind === 'sqlite' && isSqliteUnavailable(adapter.originalCode)) return true
+    if (adapter.kind === 'postgres' && isPostgresUnavailable(adapter.code ?? adapter.originalCode, adapter.severity)) return true
+  }
+  return isDatabaseUnavailable(cause, depth + 1)
 }
 
 /** True when a write collided with a unique constraint (Prisma P2002), e.g. a username taken meanwhile. */

@@ -4,13 +4,14 @@
 //
 // The check on a protected request is: token from `Authorization: Bearer` (or `?access_token=` when
 // enabled) → @fastify/jwt verify (pinned algorithm, typ, iss, aud, exp, nbf; results cached per token)
-// → isAccessTokenRevoked against the in-memory revocation list. No database round trip.
+// → isAccessTokenRevoked against the in-memory revocation list. No database round trip, except the
+// first time this instance sees a token: then its session must exist, belong to its `sub` and be live.
 import { randomUUID } from 'node:crypto'
 import fastifyJwt from '@fastify/jwt'
 import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { AccountService } from '../auth/accounts.js'
-import { LoginThrottle, MemoryFailureCounterStore, RedisFailureCounterStore } from '../auth/login-throttle.js'
+import { LoginThrottle, MemoryLoginAttemptStore, RedisLoginAttemptStore } from '../auth/login-throttle.js'
 import { PasswordHasher } from '../auth/passwords.js'
 import { RevocationList } from '../auth/revocation-list.js'
 import { type ClientKind, SessionService } from '../auth/sessions.js'
@@ -41,8 +42,8 @@ declare module 'fastify' {
     sessions: SessionService
     revocations: RevocationList
     passwordHasher: PasswordHasher
-    /** Verifies the request's access token; throws the contract's AUTH_TOKEN_* errors. */
-    verifyAccessToken: (request: FastifyRequest) => Principal
+    /** Verifies the request's access token; rejects with the contract's AUTH_TOKEN_* errors. */
+    verifyAccessToken: (request: FastifyRequest) => Promise<Principal>
   }
   interface FastifyRequest {
     /** Set on every protected route; null on public ones. */
@@ -129,26 +130,29 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   // check is most of the cost of a protected request: tokens that passed it are remembered (by their
   // exact text, bounded, oldest forgotten first) until they expire. Revocation is checked on every
   // request all the same.
+  // A token is remembered only once the database has confirmed it (see confirmFirstSight).
   const verified = new Map<string, AccessTokenPayload>()
-  const verifyAccessJwt = (token: string): AccessTokenPayload => {
+  /** The remembered payload, or the signature-checked payload of a token seen for the first time. */
+  const verifyAccessJwt = (token: string): { payload: AccessTokenPayload, firstSight: boolean } => {
     const known = verified.get(token)
     if (known !== undefined) {
-      if (known.exp * 1000 > Date.now()) return known
+      if (known.exp * 1000 > Date.now()) return { payload: known, firstSight: false }
       verified.delete(token)
     }
-    const payload = verifySignedToken(token)
+    return { payload: verifySignedToken(token), firstSight: true }
+  }
+  const remember = (token: string, payload: AccessTokenPayload) => {
     if (verified.size >= VERIFIED_TOKENS_KEPT) verified.delete(verified.keys().next().value!)
     verified.set(token, payload)
-    return payload
   }
 
   const { db } = fastify
   const revocations = new RevocationList(db, clock, (createdAt) => revocationRelevantUntil(createdAt, config.ttl))
   await revocations.load()
   const passwordHasher = new PasswordHasher(config.passwordHashConcurrency)
-  const localCounters = new MemoryFailureCounterStore(clock)
+  const localCounters = new MemoryLoginAttemptStore(clock)
   const throttle = new LoginThrottle(
-    fastify.redis === null ? localCounters : new RedisFailureCounterStore(fastify.redis, localCounters, clock),
+    fastify.redis === null ? localCounters : new RedisLoginAttemptStore(fastify.redis, localCounters, clock),
     clock, config.login.maxFailures, config.login.lockWindow)
   const sessions = new SessionService({
     db,
@@ -181,18 +185,50 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
     return match[1]
   }
 
-  function verifyAccessToken (request: FastifyRequest): Principal {
+  // A correctly signed token is honoured only if its session exists, belongs to its `sub` and is
+  // live, and its `ver` is not below the user's: after a database restore or reset that kept the
+  // signing key, tokens of sessions or users that no longer exist must not work. Checked once per
+  // instance and token; concurrent first sights of one token share one query.
+  const confirming = new Map<string, Promise<void>>()
+  const confirmFirstSight = async (token: string, payload: AccessTokenPayload): Promise<void> => {
+    let pending = confirming.get(token)
+    if (pending === undefined) {
+      pending = (async () => {
+        const session = await db.session.findUnique({
+          where: { id: payload.sid },
+          select: { userId: true, revokedAt: true, expiresAt: true, user: { select: { tokenVersion: true } } }
+        })
+        const live = session !== null && session.userId === payload.sub && session.revokedAt === null &&
+          session.expiresAt.getTime() > clock() && payload.ver >= session.user.tokenVersion
+        if (!live) throw new TokenRevoked()
+        remember(token, payload)
+      })().finally(() => confirming.delete(token))
+      confirming.set(token, pending)
+    }
+    await pending
+  }
+
+  /** The principal of the request's token: at once from memory, or a promise on a token's first sight. */
+  function checkAccessToken (request: FastifyRequest): Principal | Promise<Principal> {
     const token = readToken(request)
     if (token === undefined) throw new TokenMissing()
-    let payload: AccessTokenPayload
+    let checked: { payload: AccessTokenPayload, firstSight: boolean }
     try {
-      payload = verifyAccessJwt(token)
+      checked = verifyAccessJwt(token)
     } catch (error) {
       throw (error as { code?: string }).code === 'FAST_JWT_EXPIRED' ? new TokenExpired() : new TokenInvalid()
     }
+    const { payload } = checked
     if (isAccessTokenRevoked(payload, revocations)) throw new TokenRevoked()
-    return { userId: payload.sub, username: payload.preferred_username, sessionId: payload.sid, tokenVersion: payload.ver, client: payload.client_id === 'web' ? 'web' : 'mobile' }
+    const principal: Principal = { userId: payload.sub, username: payload.preferred_username, sessionId: payload.sid, tokenVersion: payload.ver, client: payload.client_id === 'web' ? 'web' : 'mobile' }
+    if (!checked.firstSight) return principal
+    return confirmFirstSight(token, payload).then(() => {
+      // A revocation may have arrived while the query ran.
+      if (isAccessTokenRevoked(payload, revocations)) throw new TokenRevoked()
+      return principal
+    })
   }
+  const verifyAccessToken = async (request: FastifyRequest): Promise<Principal> => checkAccessToken(request)
 
   fastify.decorate('accounts', accounts)
   fastify.decorate('sessions', sessions)
@@ -204,11 +240,17 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   // Protected by default: every route gets the check unless its config says `public: true`. Attached
   // per route, so public routes and unknown URLs (404) pay nothing for it.
   const protect: onRequestHookHandler = function protect (request, _reply, done) {
+    let checked: Principal | Promise<Principal>
     try {
-      request.principal = verifyAccessToken(request)
+      checked = checkAccessToken(request)
     } catch (error) {
       return done(error as Error)
     }
+    if (checked instanceof Promise) {
+      checked.then((principal) => { request.principal = principal; done() }, done)
+      return
+    }
+    request.principal = checked
     done()
   }
   fastify.addHook('onRoute', (route) => {

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { AccountService } from '../../src/auth/accounts.js'
-import { LoginThrottle, MemoryFailureCounterStore } from '../../src/auth/login-throttle.js'
+import { LoginThrottle, MemoryLoginAttemptStore } from '../../src/auth/login-throttle.js'
 import { PasswordHasher } from '../../src/auth/passwords.js'
+import type { IssuedTokens } from '../../src/auth/sessions.js'
 import { isAccessTokenRevoked } from '../../src/auth/token-rules.js'
 import { testDatabases } from '../helpers.js'
 import { SECOND, claimsOf, sessionFixture } from './session-fixture.js'
@@ -13,12 +14,47 @@ const LOCK_WINDOW = 900
 const mobile = { client: 'mobile' as const }
 const INVALID_CREDENTIALS = { code: 'AUTH_INVALID_CREDENTIALS' }
 
+/** A real hasher whose next verify can be held once it has run, to place a concurrent change right after a check. */
+class HoldableHasher extends PasswordHasher {
+  private held: { reached: () => void, released: Promise<void> } | null = null
+
+  /** The next verify runs, then waits for `release`; `reached` resolves when it has run. */
+  holdNextVerify () {
+    let reached!: () => void
+    let release!: () => void
+    const reachedPromise = new Promise<void>((resolve) => { reached = resolve })
+    this.held = { reached, released: new Promise<void>((resolve) => { release = resolve }) }
+    return { reached: reachedPromise, release }
+  }
+
+  override async verify (passwordHash: string, password: string): Promise<boolean> {
+    const held = this.held
+    this.held = null
+    const valid = await super.verify(passwordHash, password)
+    if (held !== null) {
+      held.reached()
+      await held.released
+    }
+    return valid
+  }
+}
+
 async function accountsFixture (t: Parameters<typeof sessionFixture>[0], database: Parameters<typeof sessionFixture>[1]) {
   const f = await sessionFixture(t, database)
-  const throttle = new LoginThrottle(new MemoryFailureCounterStore(f.clock), f.clock, MAX_FAILURES, LOCK_WINDOW)
-  const accounts = new AccountService({ db: f.db, clock: f.clock, hasher: new PasswordHasher(2), throttle, sessions: f.sessions })
-  return { ...f, accounts }
+  const throttle = new LoginThrottle(new MemoryLoginAttemptStore(f.clock), f.clock, MAX_FAILURES, LOCK_WINDOW)
+  const hasher = new HoldableHasher(2)
+  const accounts = new AccountService({ db: f.db, clock: f.clock, hasher, throttle, sessions: f.sessions })
+  return { ...f, accounts, hasher }
 }
+
+type Fixture = Awaited<ReturnType<typeof accountsFixture>>
+
+/** Whatever a login returned must not outlive a change that committed: its refresh and access tokens are dead. */
+async function assertDead (t: Tap.Test, f: Fixture, issued: IssuedTokens, what: string) {
+  t.ok(isAccessTokenRevoked(claimsOf(issued.accessToken), f.revocations), `${what}: its access token is refused`)
+  await t.rejects(f.sessions.refresh(issued.refreshToken), { code: 'AUTH_REFRESH_INVALID' }, `${what}: its refresh token is refused`)
+}
+declare namespace Tap { type Test = Parameters<Parameters<typeof t.test>[1]>[0] }
 
 for (const database of testDatabases()) {
   t.test(`register (${database})`, async (t) => {
@@ -114,5 +150,122 @@ for (const database of testDatabases()) {
 
     await t.rejects(f.accounts.login('frank', PASSWORD, ADDRESS, mobile), INVALID_CREDENTIALS, 'the old password is gone')
     await f.accounts.login('frank', newPassword, ADDRESS, mobile)
+  })
+
+  t.test(`a password change committed between a login's check and its session: the login fails (${database})`, async (t) => {
+    const f = await accountsFixture(t, database)
+    const user = await f.accounts.register('gina', PASSWORD)
+    const held = f.hasher.holdNextVerify()
+    const oldLogin = f.accounts.login('gina', PASSWORD, ADDRESS, mobile)
+    await held.reached
+    const changed = await f.accounts.changePassword(user.id, PASSWORD, 'the new staple battery', ADDRESS, mobile)
+    held.release()
+    await t.rejects(oldLogin, INVALID_CREDENTIALS, 'the password it checked is no longer the account\'s')
+    t.equal(await f.db.session.count({ where: { userId: user.id } }), 1, 'no session was written for it')
+    await f.sessions.refresh(changed.refreshToken)
+  })
+
+  t.test(`a logout-everywhere committed between a login's check and its session: the login's session starts after it (${database})`, async (t) => {
+    const f = await accountsFixture(t, database)
+    const user = await f.accounts.register('hank', PASSWORD)
+    const held = f.hasher.holdNextVerify()
+    const login = f.accounts.login('hank', PASSWORD, ADDRESS, mobile)
+    await held.reached
+    await f.sessions.logoutEverywhere(user.id)
+    held.release()
+    const issued = await login
+    t.equal(claimsOf(issued.accessToken).ver, 1, 'bound to the version after the logout')
+    t.notOk(isAccessTokenRevoked(claimsOf(issued.accessToken), f.revocations))
+    await f.sessions.refresh(issued.refreshToken)
+  })
+
+  t.test(`a login with the old password racing a password change never keeps a working session (${database})`, async (t) => {
+    const f = await accountsFixture(t, database)
+    const outcomes = { loginFailed: 0, loginEnded: 0 }
+    for (let round = 0; round < 6; round++) {
+      const name = `ivy${round}`
+      const user = await f.accounts.register(name, PASSWORD)
+      const caller = await f.accounts.login(name, PASSWORD, ADDRESS, mobile)
+      const newPassword = `the new staple battery ${round}`
+      // The login starts first or a little later, so each side wins in some rounds.
+      const [login, change] = await Promise.allSettled([
+        (async () => { await new Promise((resolve) => setTimeout(resolve, round % 3 === 0 ? 0 : round * 4)); return f.accounts.login(name, PASSWORD, `192.0.2.${round + 10}`, mobile) })(),
+        f.accounts.changePassword(user.id, PASSWORD, newPassword, ADDRESS, mobile)
+      ])
+      t.equal(change.status, 'fulfilled', 'the change succeeds')
+      if (change.status === 'fulfilled') await f.sessions.refresh(change.value.refreshToken)
+      await assertDead(t, f, caller, 'the session before the change')
+      if (login.status === 'fulfilled') {
+        outcomes.loginEnded++
+        await assertDead(t, f, login.value, 'the racing login')
+      } else {
+        outcomes.loginFailed++
+        t.has(login.reason, INVALID_CREDENTIALS, 'the racing login failed with the old password')
+      }
+      await t.rejects(f.accounts.login(name, PASSWORD, ADDRESS, mobile), INVALID_CREDENTIALS)
+      await f.accounts.login(name, newPassword, ADDRESS, mobile)
+    }
+    t.comment(`outcomes: ${JSON.stringify(outcomes)}`)
+  })
+
+  t.test(`a login racing logout-everywhere: its session is ended or started after it (${database})`, async (t) => {
+    const f = await accountsFixture(t, database)
+    for (let round = 0; round < 6; round++) {
+      const name = `jack${round}`
+      const user = await f.accounts.register(name, PASSWORD)
+      const [login] = await Promise.all([
+        f.accounts.login(name, PASSWORD, ADDRESS, mobile),
+        (async () => { await new Promise((resolve) => setTimeout(resolve, round * 3)); await f.sessions.logoutEverywhere(user.id) })()
+      ])
+      const version = (await f.db.user.findUniqueOrThrow({ where: { id: user.id } })).tokenVersion
+      if (claimsOf(login.accessToken).ver < version) {
+        await assertDead(t, f, login, 'a login that started before the logout')
+      } else {
+        t.notOk(isAccessTokenRevoked(claimsOf(login.accessToken), f.revocations), 'a login after the logout works')
+        await f.sessions.refresh(login.refreshToken)
+      }
+    }
+  })
+
+  t.test(`two password changes from the same password: one wins, the other fails and leaves it intact (${database})`, async (t) => {
+    const f = await accountsFixture(t, database)
+    const user = await f.accounts.register('kate', PASSWORD)
+    const held = f.hasher.holdNextVerify()
+    const first = f.accounts.changePassword(user.id, PASSWORD, 'first new password', ADDRESS, mobile)
+    await held.reached
+    const second = await f.accounts.changePassword(user.id, PASSWORD, 'second new password', ADDRESS, mobile)
+    held.release()
+    await t.rejects(first, INVALID_CREDENTIALS, 'the current password it checked is no longer right')
+    await f.sessions.refresh(second.refreshToken)
+    await f.accounts.login('kate', 'second new password', ADDRESS, mobile)
+    await t.rejects(f.accounts.login('kate', 'first new password', ADDRESS, mobile), INVALID_CREDENTIALS)
+
+    for (let round = 0; round < 4; round++) {
+      const name = `leo${round}`
+      const account = await f.accounts.register(name, PASSWORD)
+      const results = await Promise.allSettled(['P1', 'P2'].map(async (label, i) => {
+        if (i === 1) await new Promise((resolve) => setTimeout(resolve, round * 5))
+        return f.accounts.changePassword(account.id, PASSWORD, `${label} new password ${round}`, ADDRESS, mobile)
+      }))
+      const won = results.findIndex((result) => result.status === 'fulfilled')
+      t.equal(results.filter((result) => result.status === 'fulfilled').length, 1, 'exactly one change is acknowledged')
+      const lost = results[1 - won]!
+      if (lost.status === 'rejected') t.has(lost.reason, INVALID_CREDENTIALS)
+      const winner = results[won]
+      if (winner?.status === 'fulfilled') await f.sessions.refresh(winner.value.refreshToken)
+      await f.accounts.login(name, `${won === 0 ? 'P1' : 'P2'} new password ${round}`, `192.0.2.${round + 20}`, mobile)
+      await t.rejects(f.accounts.login(name, `${won === 0 ? 'P2' : 'P1'} new password ${round}`, `192.0.2.${round + 30}`, mobile), INVALID_CREDENTIALS, 'the losing password never took')
+    }
+  })
+
+  t.test(`concurrent correct logins of one account from one address all succeed (${database})`, async (t) => {
+    const f = await accountsFixture(t, database)
+    await f.accounts.register('mia', PASSWORD)
+    const results = await Promise.allSettled(Array.from({ length: 8 }, async () => f.accounts.login('mia', PASSWORD, ADDRESS, mobile)))
+    t.same(results.map((result) => result.status), Array(8).fill('fulfilled'))
+    const wrong = await Promise.allSettled(Array.from({ length: 10 }, async () => f.accounts.login('mia', 'wrong password!', ADDRESS, mobile)))
+    t.equal(wrong.filter((result) => result.status === 'rejected' && (result.reason as { code?: string }).code === 'AUTH_INVALID_CREDENTIALS').length, MAX_FAILURES,
+      'wrong guesses at once: only the failures left get a password check')
+    t.equal(wrong.filter((result) => result.status === 'rejected' && (result.reason as { retryAfter?: number }).retryAfter === LOCK_WINDOW).length, 10 - MAX_FAILURES)
   })
 }

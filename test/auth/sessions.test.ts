@@ -2,7 +2,7 @@ import t from 'tap'
 import { SuccessorSeal } from '../../src/auth/successor-seal.js'
 import { generateRefreshToken, hashRefreshToken, isAccessTokenRevoked, isWellFormedRefreshToken } from '../../src/auth/token-rules.js'
 import { TEST_SECRET, testDatabases } from '../helpers.js'
-import { HOUR, LIFETIMES, MINUTE, SECOND, claimsOf, sessionFixture } from './session-fixture.js'
+import { HOUR, LIFETIMES, MINUTE, SECOND, claimsOf, instanceOn, sessionFixture } from './session-fixture.js'
 
 const REUSED = { code: 'AUTH_REFRESH_REUSED' }
 const INVALID = { code: 'AUTH_REFRESH_INVALID' }
@@ -124,15 +124,89 @@ for (const database of testDatabases()) {
     t.equal(await f.db.refreshToken.count({ where: { sessionId: first.sessionId, successorSealed: { not: null } } }), 0)
   })
 
-  t.test(`an older ancestor never gets grace (${database})`, async (t) => {
+  t.test(`a burst that rotated more than once: a token retired within grace gets the family's current token (${database})`, async (t) => {
+    const f = await sessionFixture(t, database)
+    const user = await f.createUser()
+    const first = await f.sessions.startSession(user, mobile)
+    f.clock.advance(SECOND)
+    const second = await f.sessions.refresh(first.refreshToken)
+    f.clock.advance(SECOND)
+    const third = await f.sessions.refresh(second.refreshToken)
+    f.clock.advance(SECOND)
+    const late = await f.sessions.refresh(first.refreshToken)
+    t.equal(late.refreshToken, third.refreshToken, 'two generations back, within grace: the latest successor')
+    t.equal(late.sessionId, first.sessionId)
+    t.equal((await f.sessions.refresh(second.refreshToken)).refreshToken, third.refreshToken, 'the immediate predecessor too')
+    const fourth = await f.sessions.refresh(third.refreshToken)
+    t.not(fourth.refreshToken, third.refreshToken, 'the current token still rotates')
+    t.equal((await f.sessions.refresh(first.refreshToken)).refreshToken, fourth.refreshToken, 'three generations back, still within its grace')
+    t.notOk(f.revocations.isSessionRevoked(first.sessionId))
+    t.equal(await f.db.refreshToken.count({ where: { sessionId: first.sessionId, retiredAt: null } }), 1, 'one live token in the family')
+    // first was retired 3 s after login; once REFRESH_REUSE_GRACE has passed since then it is reuse.
+    f.clock.advance(LIFETIMES.reuseGrace * SECOND - 2 * SECOND)
+    await t.rejects(f.sessions.refresh(first.refreshToken), REUSED, 'retired longer ago than the window: reuse')
+    t.ok(f.revocations.isSessionRevoked(first.sessionId))
+    await t.rejects(f.sessions.refresh(fourth.refreshToken), INVALID, 'the whole session ended')
+  })
+
+  t.test(`grace runs from the presented token's own retirement, not its successors' (${database})`, async (t) => {
     const f = await sessionFixture(t, database)
     const user = await f.createUser()
     const first = await f.sessions.startSession(user, mobile)
     const second = await f.sessions.refresh(first.refreshToken)
-    const third = await f.sessions.refresh(second.refreshToken)
-    await t.rejects(f.sessions.refresh(first.refreshToken), REUSED, 'within grace, but two generations back')
+    f.clock.advance(LIFETIMES.reuseGrace * SECOND - SECOND)
+    await f.sessions.refresh(second.refreshToken)
+    f.clock.advance(2 * SECOND)
+    await t.rejects(f.sessions.refresh(first.refreshToken), REUSED, 'its successor retired within grace; it did not')
     t.ok(f.revocations.isSessionRevoked(first.sessionId))
-    await t.rejects(f.sessions.refresh(third.refreshToken), INVALID)
+  })
+
+  t.test(`a burst whose current token has expired is reuse, as today (${database})`, async (t) => {
+    const f = await sessionFixture(t, database, { ...LIFETIMES, refreshIdle: 5 })
+    const user = await f.createUser()
+    const first = await f.sessions.startSession(user, mobile)
+    const second = await f.sessions.refresh(first.refreshToken)
+    await f.sessions.refresh(second.refreshToken)
+    f.clock.advance(6 * SECOND)
+    await t.rejects(f.sessions.refresh(first.refreshToken), REUSED)
+  })
+
+  t.test(`a burst across two instances sharing the database gets one current token (${database})`, async (t) => {
+    const f = await sessionFixture(t, database)
+    const other = instanceOn(f.db, f.clock)
+    const user = await f.createUser()
+    const first = await f.sessions.startSession(user, mobile)
+    const second = await other.sessions.refresh(first.refreshToken)
+    const third = await f.sessions.refresh(second.refreshToken)
+    for (const instance of [f, other]) {
+      for (const token of [first, second]) t.equal((await instance.sessions.refresh(token.refreshToken)).refreshToken, third.refreshToken)
+    }
+    const results = await Promise.all([first, second, first, second].map(async (token, i) => (i % 2 === 0 ? f : other).sessions.refresh(token.refreshToken)))
+    t.same(results.map((r) => r.refreshToken), Array(4).fill(third.refreshToken), 'at once, on both instances')
+  })
+
+  t.test(`a session started under an older token version is refused at refresh, even if never marked revoked (${database})`, async (t) => {
+    const f = await sessionFixture(t, database)
+    const user = await f.createUser()
+    const issued = await f.sessions.startSession(user, mobile)
+    const rotated = await f.sessions.refresh(issued.refreshToken)
+    t.equal((await f.db.session.findUniqueOrThrow({ where: { id: issued.sessionId } })).tokenVersion, 0, 'the session records its version')
+    // What a login that slipped past a password change would leave: a live session of the old version.
+    await f.db.user.update({ where: { id: user.id }, data: { tokenVersion: 1 } })
+    await t.rejects(f.sessions.refresh(rotated.refreshToken), INVALID)
+    t.equal((await f.tokenRow(rotated.refreshToken)).successorId, null, 'nothing rotated')
+    f.clock.advance(SECOND)
+    await t.rejects(f.sessions.refresh(issued.refreshToken), INVALID, 'its retired token gets no grace either')
+  })
+
+  t.test(`startSession writes nothing when the user's version or password moved on (${database})`, async (t) => {
+    const f = await sessionFixture(t, database)
+    const user = await f.createUser(2)
+    await t.rejects(f.sessions.startSession({ ...user, tokenVersion: 1 }, mobile), { name: 'CredentialsChanged' })
+    await t.rejects(f.sessions.startSession({ ...user, passwordHash: 'another hash' }, mobile), { name: 'CredentialsChanged' })
+    t.equal(await f.db.session.count(), 0)
+    const issued = await f.sessions.startSession({ ...user, passwordHash: 'not a hash' }, mobile)
+    t.equal(claimsOf(issued.accessToken).ver, 2)
   })
 
   t.test(`with no grace window a retired token is reuse at once (${database})`, async (t) => {

@@ -10,7 +10,7 @@ const lifetimes: Lifetimes = { accessToken: 900, refreshIdle: 3600, refreshAbsol
 const NOW = 1_800_000_000_000
 const SECOND = 1000
 
-const liveSession: TokenSession = { revokedAt: null, expiresAt: NOW + 3600 * SECOND }
+const liveSession: TokenSession = { revokedAt: null, expiresAt: NOW + 3600 * SECOND, outdated: false }
 const currentToken: PresentedToken = { retiredAt: null, retiredReason: null, expiresAt: NOW + 600 * SECOND, hasSealedSuccessor: false }
 /** Rotated 2 s ago; its successor is the current token. */
 const justRotated: PresentedToken = { retiredAt: NOW - 2 * SECOND, retiredReason: 'rotated', expiresAt: NOW + 600 * SECOND, hasSealedSuccessor: true }
@@ -28,18 +28,24 @@ t.test('judgeRefreshToken', async (t) => {
   })
 
   t.test('a session past its absolute end is refused, whatever the token', async (t) => {
-    const session = { revokedAt: null, expiresAt: NOW }
+    const session = { revokedAt: null, expiresAt: NOW, outdated: false }
     t.same(judgeRefreshToken(currentToken, session, null, NOW, lifetimes), { action: 'refuse', reason: 'session-expired' })
     t.same(judgeRefreshToken(justRotated, session, currentSuccessor, NOW, lifetimes), { action: 'refuse', reason: 'session-expired' })
     t.same(judgeRefreshToken(currentToken, session, null, NOW - 1, lifetimes), { action: 'rotate' })
   })
 
   t.test('a revoked session is refused, even for a token that would otherwise be replayed or reused', async (t) => {
-    const session = { revokedAt: NOW - SECOND, expiresAt: NOW + 3600 * SECOND }
+    const session = { revokedAt: NOW - SECOND, expiresAt: NOW + 3600 * SECOND, outdated: false }
     t.same(judgeRefreshToken(currentToken, session, null, NOW, lifetimes), { action: 'refuse', reason: 'session-ended' })
     t.same(judgeRefreshToken(justRotated, session, currentSuccessor, NOW, lifetimes), { action: 'refuse', reason: 'session-ended' })
     const oldAncestor = { ...justRotated, retiredAt: NOW - 3600 * SECOND, hasSealedSuccessor: false }
     t.same(judgeRefreshToken(oldAncestor, session, null, NOW, lifetimes), { action: 'refuse', reason: 'session-ended' })
+  })
+
+  t.test('a session of an older token version is refused, whatever the token', async (t) => {
+    const outdated = { ...liveSession, outdated: true }
+    t.same(judgeRefreshToken(currentToken, outdated, null, NOW, lifetimes), { action: 'refuse', reason: 'session-ended' })
+    t.same(judgeRefreshToken(justRotated, outdated, currentSuccessor, NOW, lifetimes), { action: 'refuse', reason: 'session-ended' })
   })
 
   t.test('the immediate predecessor within grace, with a current successor and a seal, is replayed', async (t) => {

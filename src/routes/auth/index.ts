@@ -107,7 +107,7 @@ export default async function authRoutes (app: FastifyInstance) {
         if (session === null) throw new RefreshInvalid()
         await sessions.revokeSession(session.id, 'logout', session.userId)
       } else {
-        const principal = fastify.verifyAccessToken(request)
+        const principal = await fastify.verifyAccessToken(request)
         await sessions.revokeSession(principal.sessionId, 'logout', principal.userId)
       }
       return reply.code(204).send()
