@@ -14,7 +14,9 @@ import { PASSWORD, TEST_SECRET, json, register, testApp } from '../helpers.js'
 const DELIBERATELY_HIDDEN: Array<{ method: string, url: RegExp, why: string }> = [
   { method: 'GET', url: /^\/docs(\/.*)?$/, why: 'the docs UI, its files, and the document itself' },
   { method: 'HEAD', url: /^\/docs(\/.*)?$/, why: 'the same, HEAD' },
-  { method: 'OPTIONS', url: /^\*$/, why: 'CORS preflight answered by @fastify/cors for every path' }
+  { method: 'OPTIONS', url: /^\*$/, why: 'CORS preflight answered by @fastify/cors for every path' },
+  { method: 'GET', url: /^\/demo(\/.*)?$/, why: 'the demo page and the client SDK\'s browser build (DEMO=true): files for people, not API' },
+  { method: 'HEAD', url: /^\/demo(\/.*)?$/, why: 'the same, HEAD' }
 ]
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']
 
