@@ -38,7 +38,8 @@ const EnvSchema = Type.Object({
     { default: 'info' }
   ),
   PASSWORD_HASH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: Math.max(1, availableParallelism() - 1) }),
-  REVOCATION_POLL_INTERVAL_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 })
+  REVOCATION_POLL_INTERVAL_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 }),
+  SESSION_EVENTS_RETENTION: Type.Integer({ minimum: 1, maximum: 3650, default: 30 })
 })
 type Env = Static<typeof EnvSchema>
 
@@ -80,6 +81,8 @@ export interface Config {
   rateLimitMax: number
   passwordHashConcurrency: number
   revocationPollIntervalMs: number
+  /** Days a session's history (GET /auth/sessions/:id/events) is kept. */
+  sessionEventsRetentionDays: number
   /** Messages for the log once the logger exists (e.g. a generated secret). */
   warnings: string[]
 }
@@ -221,6 +224,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     rateLimitMax: env.RATE_LIMIT_MAX,
     passwordHashConcurrency: env.PASSWORD_HASH_CONCURRENCY,
     revocationPollIntervalMs: env.REVOCATION_POLL_INTERVAL_MS,
+    sessionEventsRetentionDays: env.SESSION_EVENTS_RETENTION,
     warnings
   }
 }

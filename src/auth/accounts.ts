@@ -67,7 +67,7 @@ export class AccountService {
     const now = clock()
     const { issued, event } = await db.$transaction(async (tx) => {
       await tx.user.update({ where: { id: userId }, data: { passwordHash, updatedAt: new Date(now) } })
-      const { tokenVersion, event } = await sessions.endAllSessions(tx, userId, 'password-change', now)
+      const { tokenVersion, event } = await sessions.endAllSessions(tx, userId, 'password-change', now, context)
       const issued = await sessions.startSession({ id: userId, username: account.username, tokenVersion }, context, tx)
       return { issued, event }
     })

@@ -4,17 +4,23 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import cookie from '@fastify/cookie'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { SessionContext } from '../../auth/sessions.js'
+import type { ClientContext, SessionContext } from '../../auth/sessions.js'
 import { NotFound, RefreshInvalid } from '../../errors.js'
 import {
-  LoginBody, PasswordBody, RefreshBody, RegisterBody, SessionParams, SessionsResponse, TokenResponse, UserResponse
+  LoginBody, PasswordBody, RefreshBody, RegisterBody, SessionEventsErrors, SessionEventsResponse, SessionParams, SessionsResponse,
+  TokenResponse, UserResponse
 } from './schemas.js'
 import { clearRefreshCookie, presentedRefreshToken, sendTokens } from './web-clients.js'
 
 const USER_AGENT_MAX_LENGTH = 512
 
 function sessionContext (request: FastifyRequest, client: SessionContext['client']): SessionContext {
-  return { client, userAgent: request.headers['user-agent']?.slice(0, USER_AGENT_MAX_LENGTH), ip: request.ip }
+  return { client, ...clientContext(request) }
+}
+
+/** The requesting client as session history records it. */
+export function clientContext (request: FastifyRequest): ClientContext {
+  return { userAgent: request.headers['user-agent']?.slice(0, USER_AGENT_MAX_LENGTH), ip: request.ip }
 }
 
 export default async function authRoutes (app: FastifyInstance) {
@@ -53,7 +59,7 @@ export default async function authRoutes (app: FastifyInstance) {
     }, async (request, reply) => {
       const presented = presentedRefreshToken(request, config)
       if (presented === undefined) throw new RefreshInvalid()
-      const issued = await sessions.refresh(presented.token)
+      const issued = await sessions.refresh(presented.token, clientContext(request))
       return sendTokens(reply, config, issued)
     })
 
@@ -66,16 +72,16 @@ export default async function authRoutes (app: FastifyInstance) {
       if (presented !== undefined) {
         const session = await sessions.findLiveSession(presented.token)
         if (session === null) throw new RefreshInvalid()
-        await sessions.revokeSession(session.id, 'logout')
+        await sessions.revokeSession(session.id, 'logout', undefined, clientContext(request))
       } else {
         const principal = fastify.verifyAccessToken(request)
-        await sessions.revokeSession(principal.sessionId, 'logout', principal.userId)
+        await sessions.revokeSession(principal.sessionId, 'logout', principal.userId, clientContext(request))
       }
       return reply.code(204).send()
     })
 
     fastify.post('/auth/logout-all', async (request, reply) => {
-      await sessions.logoutEverywhere(request.principal!.userId)
+      await sessions.logoutEverywhere(request.principal!.userId, clientContext(request))
       return reply.code(204).send()
     })
 
@@ -100,8 +106,17 @@ export default async function authRoutes (app: FastifyInstance) {
   })
 
   fastify.delete('/auth/sessions/:id', { schema: { params: SessionParams } }, async (request, reply) => {
-    const ended = await sessions.revokeSession(request.params.id, 'deleted', request.principal!.userId)
+    const ended = await sessions.revokeSession(request.params.id, 'deleted', request.principal!.userId, clientContext(request))
     if (!ended) throw new NotFound('No such session')
     return reply.code(204).send()
+  })
+
+  // The session's history; ended sessions too, while retained. Another user's session is 404, as an unknown one.
+  fastify.get('/auth/sessions/:id/events', {
+    schema: { params: SessionParams, response: { 200: SessionEventsResponse, ...SessionEventsErrors } }
+  }, async (request) => {
+    const events = await sessions.listSessionEvents(request.principal!.userId, request.params.id)
+    if (events === null) throw new NotFound('No such session')
+    return { events }
   })
 }

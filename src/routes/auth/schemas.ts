@@ -46,6 +46,37 @@ export const SessionsResponse = Type.Object({
     lastUsedAt: Timestamp,
     userAgent: Type.Union([Type.String(), Type.Null()]),
     ip: Type.Union([Type.String(), Type.Null()]),
+    /** Rotations so far (routine refreshes are counted here, not listed as events). */
+    refreshCount: Type.Integer({ minimum: 0 }),
     current: Type.Boolean()
   }))
 })
+
+export const SessionEventsResponse = Type.Object({
+  events: Type.Array(Type.Object({
+    type: Type.Union([
+      Type.Literal('login'), Type.Literal('refresh-new-client'), Type.Literal('replay'), Type.Literal('reuse-detected'),
+      Type.Literal('logout'), Type.Literal('revoked'), Type.Literal('expired')
+    ]),
+    at: Timestamp,
+    /** The client that caused the event (for reuse-detected: the reuser); null when an operator did. */
+    ip: Type.Union([Type.String(), Type.Null()]),
+    userAgent: Type.Union([Type.String(), Type.Null()]),
+    /** Only on `revoked`: deleted, password-change, logout-all, operator, password-reset, disabled. */
+    reason: Type.Optional(Type.String())
+  }))
+})
+
+/** The contract's error body, for the error responses a route declares. */
+const ErrorBody = (description: string) => Type.Object({
+  statusCode: Type.Integer(),
+  code: Type.String(),
+  error: Type.String(),
+  message: Type.String()
+}, { description })
+export const SessionEventsErrors = {
+  400: ErrorBody('VALIDATION_ERROR: a malformed session id'),
+  401: ErrorBody('AUTH_TOKEN_MISSING, AUTH_TOKEN_INVALID, AUTH_TOKEN_EXPIRED or AUTH_TOKEN_REVOKED'),
+  404: ErrorBody("NOT_FOUND: no such session of the caller's (another user's session included)"),
+  503: ErrorBody('SERVICE_UNAVAILABLE: the database cannot be reached')
+}
