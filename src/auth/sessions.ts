@@ -374,7 +374,7 @@ export class SessionService {
    * Ends every session of the user and raises the token version, inside the caller's transaction.
    * The caller applies the returned event once the transaction has committed.
    */
-  async endAllSessions (tx: DbTransaction, userId: string, reason: RevocationReason, now: number, context?: ClientContext): Promise<{ tokenVersion: number, event: RevocationEventRecord }> {
+  async endAllSessions (tx: DbTransaction, userId: string, reason: RevocationReason, now: number, context?: ClientContext): Promise<{ tokenVersion: number, event: RevocationEventRecord, sessionsEnded: number }> {
     const user = await tx.user.update({
       where: { id: userId },
       data: { tokenVersion: { increment: 1 }, updatedAt: new Date(now) },
@@ -392,7 +392,7 @@ export class SessionService {
       })
     }
     const event = await this.recordRevocation(tx, { kind: 'user', subject: userId, tokenVersion: user.tokenVersion }, now)
-    return { tokenVersion: user.tokenVersion, event }
+    return { tokenVersion: user.tokenVersion, event, sessionsEnded: ended.length }
   }
 
   /** Logout everywhere: every session and every access token of the user ends. */

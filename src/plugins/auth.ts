@@ -9,14 +9,14 @@ import { randomUUID } from 'node:crypto'
 import fastifyJwt from '@fastify/jwt'
 import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import { AccountService } from '../auth/accounts.js'
-import { LoginThrottle, MemoryFailureCounterStore, RedisFailureCounterStore } from '../auth/login-throttle.js'
-import { PasswordHasher } from '../auth/passwords.js'
-import { RevocationList } from '../auth/revocation-list.js'
-import { type ClientKind, SessionService } from '../auth/sessions.js'
+import type { AccountService } from '../auth/accounts.js'
+import { buildAuthDomain } from '../auth/domain.js'
+import { MemoryFailureCounterStore, RedisFailureCounterStore } from '../auth/login-throttle.js'
+import type { PasswordHasher } from '../auth/passwords.js'
+import type { RevocationList } from '../auth/revocation-list.js'
+import type { ClientKind, SessionService } from '../auth/sessions.js'
 import { type SigningAlgorithm, readKid } from '../auth/signing-keys.js'
-import { SuccessorSeal } from '../auth/successor-seal.js'
-import { type AccessTokenClaims, type Clock, isAccessTokenRevoked, revocationRelevantUntil } from '../auth/token-rules.js'
+import { type AccessTokenClaims, type Clock, isAccessTokenRevoked } from '../auth/token-rules.js'
 import type { Config } from '../config.js'
 import { TokenExpired, TokenInvalid, TokenMissing, TokenRevoked, ValidationFailed } from '../errors.js'
 
@@ -121,22 +121,15 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   }
 
   const { db } = fastify
-  const revocations = new RevocationList(db, clock, (createdAt) => revocationRelevantUntil(createdAt, config.ttl))
-  await revocations.load()
-  const passwordHasher = new PasswordHasher(config.passwordHashConcurrency)
   const localCounters = new MemoryFailureCounterStore(clock)
-  const throttle = new LoginThrottle(
-    fastify.redis === null ? localCounters : new RedisFailureCounterStore(fastify.redis, localCounters, clock),
-    clock, config.login.maxFailures, config.login.lockWindow)
-  const sessions = new SessionService({
+  const { revocations, passwordHasher, sessions, accounts } = buildAuthDomain({
     db,
     clock,
-    lifetimes: config.ttl,
-    seal: new SuccessorSeal(config.jwt.secret),
-    revocations,
+    config,
+    failureCounters: fastify.redis === null ? localCounters : new RedisFailureCounterStore(fastify.redis, localCounters, clock),
     signAccessToken: (claims) => fastify.jwt.sign({ ...claims, jti: randomUUID() })
   })
-  const accounts = new AccountService({ db, clock, hasher: passwordHasher, throttle, sessions })
+  await revocations.load()
 
   function readToken (request: FastifyRequest): string | undefined {
     const header = request.headers.authorization
