@@ -1,6 +1,5 @@
 // What every CLI command shares: its outcome as an exit code (0 ok, 1 failed, 2 usage), output as
 // text or --json, confirmation of destructive commands, and reading a password.
-import { confirm, password as promptPassword } from '@inquirer/prompts'
 
 export const EXIT_OK = 0
 export const EXIT_FAILED = 1
@@ -48,6 +47,8 @@ const interactive = () => process.stdin.isTTY === true && process.stderr.isTTY =
 export async function confirmOrRefuse (question: string, yes: boolean | undefined): Promise<void> {
   if (yes === true) return
   if (!interactive()) throw new CliError(`${question} Refusing without confirmation: no terminal to ask on; pass --yes to go ahead.`, EXIT_USAGE, 'CONFIRMATION_REQUIRED')
+  // Loaded only when a question is asked: most runs ask none, and each run starts a process.
+  const { confirm } = await import('@inquirer/prompts')
   const ok = await confirm({ message: question, default: false }, { output: process.stderr })
   if (!ok) throw new CliError('Aborted: nothing was changed.', EXIT_FAILED, 'ABORTED')
 }
@@ -61,6 +62,7 @@ export async function readPassword (): Promise<string> {
     if (text === '') throw new CliError('No password on stdin.', EXIT_USAGE, 'VALIDATION_ERROR')
     return text
   }
+  const { password: promptPassword } = await import('@inquirer/prompts')
   const first = await promptPassword({ message: 'New password:', mask: false }, { output: process.stderr })
   const second = await promptPassword({ message: 'Again:', mask: false }, { output: process.stderr })
   if (first !== second) throw new CliError('The two passwords differ: nothing was changed.', EXIT_USAGE, 'VALIDATION_ERROR')
