@@ -31,3 +31,10 @@ export function generateKeyFiles (type: KeyType, out: string): GeneratedKeys {
   const { current } = buildKeySet({ secret: 'unused-for-asymmetric-keys-0123456789', privateKey: privatePem })
   return { privateFile, publicFile, alg: current.alg, kid: current.kid }
 }
+
+/** What to do with a new key pair, for people. */
+export function rotationAdvice (keys: GeneratedKeys): string {
+  return `Wrote ${keys.privateFile} and ${keys.publicFile} (${keys.alg}, kid ${keys.kid}).
+To rotate: set JWT_PRIVATE_KEY=${keys.privateFile} and add the old public key to JWT_PREVIOUS_PUBLIC_KEYS;
+tokens signed by the old key stay valid until they expire (ACCESS_TOKEN_TTL), then drop it.`
+}

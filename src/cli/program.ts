@@ -13,7 +13,7 @@ import { type Db, createDbClient } from '../db/client.js'
 import { applyMigrations, migrationStatus } from '../db/migrate.js'
 import { DOORBELL_CHANNEL } from '../plugins/revocation-doorbell.js'
 import { CliError, EXIT_FAILED, EXIT_OK, EXIT_USAGE, type Output, confirmOrRefuse, output, readPassword, table } from './io.js'
-import { KEY_TYPES, KeyFileExists, type KeyType, generateKeyFiles } from './keys.js'
+import { KEY_TYPES, KeyFileExists, type KeyType, generateKeyFiles, rotationAdvice } from './keys.js'
 
 /** The configuration, database and domain, made when a command first needs them and closed at the end. */
 class Operator {
@@ -179,9 +179,7 @@ export function buildProgram (operator: Operator, run: (action: (out: Output) =>
         if (error instanceof KeyFileExists) throw new CliError(error.message, EXIT_FAILED, 'KEY_EXISTS')
         throw error
       }
-      out.result(keys, `Wrote ${keys.privateFile} and ${keys.publicFile} (${keys.alg}, kid ${keys.kid}).
-To rotate: set JWT_PRIVATE_KEY=${keys.privateFile} and add the old public key to JWT_PREVIOUS_PUBLIC_KEYS;
-tokens signed by the old key stay valid until they expire (ACCESS_TOKEN_TTL), then drop it.`)
+      out.result(keys, rotationAdvice(keys))
     }))
 
   const db = program.command('db').description('the database schema')

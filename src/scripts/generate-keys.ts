@@ -1,5 +1,16 @@
-// `npm run keys:generate [-- --type ed25519|p256] [--out DIR]`: an alias of `auth-server keys generate`
-// (src/cli/keys.ts), kept so that running this file directly still works.
-import { runCli } from '../cli/program.js'
+// `node dist/src/scripts/generate-keys.js [--type ed25519|p256] [--out DIR]`: the same as
+// `auth-server keys generate` (src/cli/keys.ts), without loading the rest of the CLI.
+import { parseArgs } from 'node:util'
+import { KEY_TYPES, type KeyType, generateKeyFiles, rotationAdvice } from '../cli/keys.js'
 
-process.exit(await runCli(['keys', 'generate', ...process.argv.slice(2)]))
+const { values } = parseArgs({ options: { type: { type: 'string', default: 'ed25519' }, out: { type: 'string', default: 'data' } } })
+if (!KEY_TYPES.includes(values.type as KeyType)) {
+  console.error(`--type must be one of ${KEY_TYPES.join(', ')}`)
+  process.exit(2)
+}
+try {
+  console.log(rotationAdvice(generateKeyFiles(values.type as KeyType, values.out)))
+} catch (error) {
+  console.error((error as Error).message)
+  process.exit(1)
+}
