@@ -44,7 +44,8 @@ const EnvSchema = Type.Object({
   API_DOCS: Type.Optional(Type.Boolean()),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   // Unset: on outside production (see loadConfig).
-  DEMO: Type.Optional(Type.Boolean())
+  DEMO: Type.Optional(Type.Boolean()),
+  SESSION_EVENTS_RETENTION: Type.Integer({ minimum: 1, maximum: 3650, default: 30 })
 })
 type Env = Static<typeof EnvSchema>
 
@@ -94,6 +95,8 @@ export interface Config {
   metricsPort: number | undefined
   /** Serve the demo page and the client SDK's browser build under /demo/. */
   demo: boolean
+  /** Days a session's history (GET /auth/sessions/:id/events) is kept. */
+  sessionEventsRetentionDays: number
   /** Messages for the log once the logger exists (e.g. a generated secret). */
   warnings: string[]
 }
@@ -239,6 +242,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     apiDocs: env.API_DOCS ?? env.NODE_ENV !== 'production',
     metricsPort: env.METRICS_PORT,
     demo: env.DEMO ?? env.NODE_ENV !== 'production',
+    sessionEventsRetentionDays: env.SESSION_EVENTS_RETENTION,
     warnings
   }
 }

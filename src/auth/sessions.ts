@@ -16,7 +16,9 @@ import {
 
 export type ClientKind = 'mobile' | 'web'
 export type AccessTokenSigner = (claims: AccessTokenClaims) => string
-export interface SessionContext { client: ClientKind, userAgent?: string | undefined, ip?: string | undefined }
+/** Who made a request (for session history): its address and user agent, as far as known. */
+export interface ClientContext { userAgent?: string | undefined, ip?: string | undefined }
+export interface SessionContext extends ClientContext { client: ClientKind }
 export interface AccountView { id: string, username: string }
 
 /** What a login, refresh or password change hands back; routes turn it into a token response. */
@@ -33,6 +35,40 @@ export interface IssuedTokens {
 }
 
 export type RevocationReason = 'logout' | 'deleted' | 'reuse' | 'password-change' | 'logout-all'
+  // Operator CLI: a session or all of a user's sessions revoked, a password reset, a user disabled.
+  | 'operator' | 'password-reset' | 'disabled'
+
+/** What GET /auth/sessions/:id/events lists. Routine rotations are only counted (refreshCount). */
+export type SessionEventType = 'login' | 'refresh-new-client' | 'replay' | 'reuse-detected' | 'logout' | 'revoked' | 'expired'
+export interface SessionEventEntry {
+  type: SessionEventType
+  at: Date
+  ip: string | null
+  userAgent: string | null
+  /** For `revoked`: why (a RevocationReason). */
+  reason?: string
+}
+/** The history event a revocation writes: logout and reuse have their own types, the rest are `revoked`. */
+function endEventOf (reason: RevocationReason): { type: SessionEventType, reason: string | null } {
+  if (reason === 'logout') return { type: 'logout', reason: null }
+  if (reason === 'reuse') return { type: 'reuse-detected', reason: null }
+  return { type: 'revoked', reason }
+}
+
+export interface PruneResult {
+  sealsErased: number
+  tokensDeleted: number
+  sessionsDeleted: number
+  eventsDeleted: number
+  /** Sessions that ran out without anything ending them: each got an `expired` history event. */
+  sessionsExpired: number
+  sessionEventsDeleted: number
+}
+export type PruneStep = 'sessions' | 'tokens' | 'session-events'
+/** Reported after each batch of a prune; `total` is what the step found when it began. */
+export type PruneProgress = (step: PruneStep, done: number, total: number) => void
+const PRUNE_BATCH = 1000
+const DAY = 24 * 3600 * 1000
 
 export interface SessionListEntry {
   id: string
@@ -40,6 +76,7 @@ export interface SessionListEntry {
   lastUsedAt: Date
   userAgent: string | null
   ip: string | null
+  refreshCount: number
   current: boolean
 }
 
@@ -62,7 +99,7 @@ interface PresentedTokenRow extends PresentedToken {
   id: string
   successorSealed: string | null
   client: ClientKind
-  session: TokenSession & { id: string }
+  session: TokenSession & { id: string, refreshCount: number, lastIp: string | null, lastUserAgent: string | null }
   successor: SuccessorState | null
   userId: string
   username: string
@@ -81,6 +118,11 @@ interface RawPresentedToken {
   sessionRevokedAt: RawTime
   sessionExpiresAt: RawTime
   sessionTokenVersion: number | bigint
+  refreshCount: number | bigint
+  sessionIp: string | null
+  sessionUserAgent: string | null
+  lastIp: string | null
+  lastUserAgent: string | null
   userId: string
   username: string
   tokenVersion: number | bigint
@@ -103,6 +145,8 @@ export interface SessionServiceDeps {
   signAccessToken: AccessTokenSigner
   /** Told of each refresh outcome and revocation (metrics, logs). */
   events?: AuthEventSink
+  /** Days session history is kept (SESSION_EVENTS_RETENTION); 30 when left out. */
+  sessionEventsRetentionDays?: number
 }
 
 /** Who a revocation concerned, for the report that follows it. */
@@ -155,16 +199,22 @@ export class SessionService {
         refreshTokens: {
           create: { id: randomUUID(), tokenHash: hashRefreshToken(refreshToken), createdAt: new Date(now), expiresAt: new Date(refreshExpiresAt) }
         }
-      }
+      },
+      select: { id: true }
+    })
+    await tx.sessionEvent.create({
+      data: { sessionId, userId: user.id, type: 'login', at: new Date(now), ip: context.ip ?? null, userAgent: context.userAgent ?? null },
+      select: { id: true }
     })
     return this.issue(user, sessionId, context.client, refreshToken, refreshExpiresAt, now)
   }
 
   /**
    * Exchanges a refresh token for a new pair. Throws RefreshInvalid (unknown, expired, ended session)
-   * or RefreshReused (a retired token: the session is revoked).
+   * or RefreshReused (a retired token: the session is revoked). `context` is the presenting client,
+   * for the session's history (a refresh from another client, a replay, a reuse).
    */
-  async refresh (presentedToken: string, attempt = 1): Promise<IssuedTokens> {
+  async refresh (presentedToken: string, context?: ClientContext, attempt = 1): Promise<IssuedTokens> {
     const now = this.clock()
     const token = await this.findPresentedToken(hashRefreshToken(presentedToken))
     if (token === null) throw this.refusal('invalid', null)
@@ -185,9 +235,9 @@ export class SessionService {
       case 'rotate': {
         const successorToken = generateRefreshToken()
         const successorExpiresAt = refreshTokenExpiry(now, token.session.expiresAt, this.lifetimes)
-        if (!await this.rotate(token.id, token.session.id, successorToken, successorExpiresAt, now)) {
+        if (!await this.rotate(token, successorToken, successorExpiresAt, now, this.newClient(token.session, context))) {
           // A concurrent refresh or revocation won: judge the token again as it now stands.
-          if (attempt < MAX_ROTATION_ATTEMPTS) return this.refresh(presentedToken, attempt + 1)
+          if (attempt < MAX_ROTATION_ATTEMPTS) return this.refresh(presentedToken, context, attempt + 1)
           throw this.refusal('refused', token)
         }
         this.reportRefresh('rotated', token)
@@ -196,14 +246,21 @@ export class SessionService {
       case 'replay': {
         const successorToken = this.deps.seal.open(sealed.value ?? '', sealed.boundTo)
         if (successorToken === null || successor === null) throw this.refusal('refused', token)
+        await this.db.sessionEvent.create({
+          data: { sessionId: token.session.id, userId: token.userId, type: 'replay', at: new Date(now), ip: context?.ip ?? null, userAgent: context?.userAgent ?? null },
+          select: { id: true }
+        })
         this.reportRefresh('replayed', token)
         return this.issue(user, token.session.id, token.client, successorToken, successor.expiresAt, now)
       }
       case 'revoke-session':
-        await this.revokeSession(token.session.id, 'reuse', token.userId)
+        await this.revokeSession(token.session.id, 'reuse', token.userId, context)
         this.reportRefresh('reused', token)
         throw new RefreshReused()
       case 'refuse':
+        if (verdict.reason === 'session-expired' || verdict.reason === 'idle-expired') {
+          await this.recordExpiry(token.session.id, token.userId, verdict.reason === 'session-expired' ? token.session.expiresAt : token.expiresAt)
+        }
         throw this.refusal(verdict.reason === 'session-expired' || verdict.reason === 'idle-expired' ? 'expired' : 'refused', token)
     }
   }
@@ -224,6 +281,7 @@ export class SessionService {
       SELECT t."id", t."retiredAt", t."retiredReason", t."expiresAt", t."successorSealed",
              s."id" AS "sessionId", s."client", s."revokedAt" AS "sessionRevokedAt", s."expiresAt" AS "sessionExpiresAt",
              s."tokenVersion" AS "sessionTokenVersion",
+             s."refreshCount", s."ip" AS "sessionIp", s."userAgent" AS "sessionUserAgent", s."lastIp", s."lastUserAgent",
              u."id" AS "userId", u."username", u."tokenVersion", u."disabled",
              n."id" AS "successorId", n."retiredAt" AS "successorRetiredAt", n."expiresAt" AS "successorExpiresAt"
       FROM "RefreshToken" t
@@ -245,7 +303,11 @@ export class SessionService {
         id: row.sessionId,
         revokedAt: timeOf(row.sessionRevokedAt),
         expiresAt: timeOf(row.sessionExpiresAt)!,
-        outdated: Number(row.sessionTokenVersion) < Number(row.tokenVersion)
+        outdated: Number(row.sessionTokenVersion) < Number(row.tokenVersion),
+        refreshCount: Number(row.refreshCount),
+        // Until a refresh comes from another client, the last client is the login's.
+        lastIp: row.lastIp ?? row.sessionIp,
+        lastUserAgent: row.lastUserAgent ?? row.sessionUserAgent
       },
       successor: row.successorId === null ? null : { retiredAt: timeOf(row.successorRetiredAt), expiresAt: timeOf(row.successorExpiresAt)! },
       userId: row.userId,
@@ -270,26 +332,45 @@ export class SessionService {
     return { expiresAt: timeOf(row.expiresAt)!, parentId: row.parentId, sealed: row.successorSealed }
   }
 
+  /** The presenting client when it differs from the session's last one (a refresh-new-client event), else null. */
+  private newClient (session: PresentedTokenRow['session'], context: ClientContext | undefined): { ip: string | null, userAgent: string | null } | null {
+    if (context === undefined) return null
+    const client = { ip: context.ip ?? null, userAgent: context.userAgent ?? null }
+    return client.ip === session.lastIp && client.userAgent === session.lastUserAgent ? null : client
+  }
+
   /**
-   * Retires the presented token and stores its successor, in one transaction of three statements.
-   * Each is conditional, which is the guard against a concurrent refresh of the same token or a
-   * concurrent revocation of the session: whichever commits second finds nothing to update, and the
-   * successor is inserted only if this transaction retired its parent in a live session. The session
-   * row is locked first, in the same order as revocation, so the two cannot deadlock. A session
-   * started under an older token version than the user's (see startSession) is never renewed.
+   * Retires the presented token and stores its successor, in one batched transaction of three
+   * statements (four when the client changed: the history event). Each is conditional, which is the
+   * guard against a concurrent refresh of the same token or a concurrent revocation of the session:
+   * whichever commits second finds nothing to update, and the successor is inserted only if this
+   * transaction retired its parent in a live session. The session row is locked first, in the same
+   * order as revocation, so the two cannot deadlock. A session started under an older token version
+   * than the user's (see startSession) is never renewed.
+   * The session update counts the rotation and is conditional on the count this refresh read: a
+   * concurrent rotation that committed first has moved it, so the loser counts nothing (on PostgreSQL
+   * a recheck sees the session row as committed, but not other tables, so a condition on the token
+   * row would not do). The history event is inserted only if the successor was.
    * Returns false when another change won.
    */
-  private async rotate (tokenId: string, sessionId: string, successorToken: string, successorExpiresAt: number, now: number): Promise<boolean> {
+  private async rotate (token: PresentedTokenRow, successorToken: string, successorExpiresAt: number, now: number, newClient: { ip: string | null, userAgent: string | null } | null): Promise<boolean> {
+    const { id: tokenId, session } = token
+    const sessionId = session.id
     const successorId = randomUUID()
     const keepForGrace = this.lifetimes.reuseGrace > 0
     const at = new Date(now)
     const sealed = keepForGrace ? this.deps.seal.seal(successorToken, tokenId) : null
     const sealExpiresAt = keepForGrace ? new Date(now + this.lifetimes.reuseGrace * 1000) : null
-    const [touched, retired, inserted] = await this.db.$transaction([
-      this.db.$executeRaw`
-        UPDATE "Session" SET "lastUsedAt" = ${at}
-        WHERE "id" = ${sessionId} AND "revokedAt" IS NULL
-          AND "tokenVersion" >= (SELECT u."tokenVersion" FROM "User" u WHERE u."id" = "Session"."userId")`,
+    const statements = [
+      newClient === null
+        ? this.db.$executeRaw`
+          UPDATE "Session" SET "lastUsedAt" = ${at}, "refreshCount" = "refreshCount" + 1
+          WHERE "id" = ${sessionId} AND "revokedAt" IS NULL AND "refreshCount" = ${session.refreshCount}
+            AND "tokenVersion" >= (SELECT u."tokenVersion" FROM "User" u WHERE u."id" = "Session"."userId")`
+        : this.db.$executeRaw`
+          UPDATE "Session" SET "lastUsedAt" = ${at}, "refreshCount" = "refreshCount" + 1, "lastIp" = ${newClient.ip}, "lastUserAgent" = ${newClient.userAgent}
+          WHERE "id" = ${sessionId} AND "revokedAt" IS NULL AND "refreshCount" = ${session.refreshCount}
+            AND "tokenVersion" >= (SELECT u."tokenVersion" FROM "User" u WHERE u."id" = "Session"."userId")`,
       this.db.$executeRaw`
         UPDATE "RefreshToken" SET "retiredAt" = ${at}, "retiredReason" = 'rotated', "successorId" = ${successorId},
                "successorSealed" = ${sealed}, "sealExpiresAt" = ${sealExpiresAt}
@@ -300,8 +381,26 @@ export class SessionService {
         WHERE EXISTS (SELECT 1 FROM "RefreshToken" WHERE "id" = ${tokenId} AND "successorId" = ${successorId})
           AND EXISTS (SELECT 1 FROM "Session" s JOIN "User" u ON u."id" = s."userId"
                       WHERE s."id" = ${sessionId} AND s."revokedAt" IS NULL AND s."tokenVersion" >= u."tokenVersion")`
-    ])
+    ]
+    if (newClient !== null) {
+      statements.push(this.db.$executeRaw`
+        INSERT INTO "SessionEvent" ("sessionId", "userId", "type", "at", "ip", "userAgent")
+        SELECT ${sessionId}, ${token.userId}, 'refresh-new-client', ${at}, ${newClient.ip}, ${newClient.userAgent}
+        WHERE EXISTS (SELECT 1 FROM "RefreshToken" WHERE "id" = ${successorId})`)
+    }
+    const [touched, retired, inserted] = await this.db.$transaction(statements)
     return touched === 1 && retired === 1 && inserted === 1
+  }
+
+  /**
+   * Records that a session ran out (absolute or idle lifetime), once: a refresh refused for expiry
+   * records it, and so does the prune for sessions nobody presented again.
+   */
+  private async recordExpiry (sessionId: string, userId: string, at: number): Promise<void> {
+    await this.db.$executeRaw`
+      INSERT INTO "SessionEvent" ("sessionId", "userId", "type", "at")
+      SELECT ${sessionId}, ${userId}, 'expired', ${new Date(at)}
+      WHERE NOT EXISTS (SELECT 1 FROM "SessionEvent" WHERE "sessionId" = ${sessionId} AND "type" = 'expired')`
   }
 
   /** The live session a refresh token belongs to (any token of the family), for logout. */
@@ -320,15 +419,22 @@ export class SessionService {
    * Ends one session: its refresh tokens stop working and every access token carrying its id is refused.
    * (Sealed successors of a revoked session can no longer be replayed; the eraser removes them shortly.)
    * With `userId`, only that user's session is touched. Returns false when there was no such live session.
+   * `context` is the client that caused it (the reuser for `reuse`), for the session's history.
    */
-  async revokeSession (sessionId: string, reason: RevocationReason, userId?: string): Promise<boolean> {
+  async revokeSession (sessionId: string, reason: RevocationReason, userId?: string, context?: ClientContext): Promise<boolean> {
     const now = this.clock()
     const event = await this.db.$transaction(async (tx) => {
-      const ended = await tx.session.updateMany({
+      const ended = await tx.session.updateManyAndReturn({
         where: { id: sessionId, revokedAt: null, expiresAt: { gt: new Date(now) }, ...(userId === undefined ? {} : { userId }) },
-        data: { revokedAt: new Date(now), revokedReason: reason }
+        data: { revokedAt: new Date(now), revokedReason: reason },
+        select: { userId: true }
       })
-      if (ended.count === 0) return null
+      const owner = ended[0]
+      if (owner === undefined) return null
+      await tx.sessionEvent.create({
+        data: { sessionId, userId: owner.userId, ...endEventOf(reason), at: new Date(now), ip: context?.ip ?? null, userAgent: context?.userAgent ?? null },
+        select: { id: true }
+      })
       return this.recordRevocation(tx, { kind: 'session', subject: sessionId, tokenVersion: null }, now)
     })
     if (event === null) return false
@@ -340,15 +446,25 @@ export class SessionService {
    * Ends every session of the user and raises the token version, inside the caller's transaction.
    * The caller applies the returned event once the transaction has committed.
    */
-  async endAllSessions (tx: DbTransaction, userId: string, reason: RevocationReason, now: number): Promise<{ tokenVersion: number, event: RevocationEventRecord }> {
+  async endAllSessions (tx: DbTransaction, userId: string, reason: RevocationReason, now: number, context?: ClientContext): Promise<{ tokenVersion: number, event: RevocationEventRecord, sessionsEnded: number }> {
     const user = await tx.user.update({
       where: { id: userId },
       data: { tokenVersion: { increment: 1 }, updatedAt: new Date(now) },
       select: { tokenVersion: true }
     })
-    await tx.session.updateMany({ where: { userId, revokedAt: null }, data: { revokedAt: new Date(now), revokedReason: reason } })
+    const ended = await tx.session.updateManyAndReturn({
+      where: { userId, revokedAt: null },
+      data: { revokedAt: new Date(now), revokedReason: reason },
+      select: { id: true }
+    })
+    if (ended.length > 0) {
+      const { type, reason: why } = endEventOf(reason)
+      await tx.sessionEvent.createMany({
+        data: ended.map(({ id }) => ({ sessionId: id, userId, type, reason: why, at: new Date(now), ip: context?.ip ?? null, userAgent: context?.userAgent ?? null }))
+      })
+    }
     const event = await this.recordRevocation(tx, { kind: 'user', subject: userId, tokenVersion: user.tokenVersion }, now)
-    return { tokenVersion: user.tokenVersion, event }
+    return { tokenVersion: user.tokenVersion, event, sessionsEnded: ended.length }
   }
 
   /**
@@ -363,7 +479,7 @@ export class SessionService {
     const { issued, event } = await this.db.$transaction(async (tx) => {
       const changed = await tx.user.updateMany({ where: { id: user.id, passwordHash: checkedHash }, data: { passwordHash: newHash, updatedAt: new Date(now) } })
       if (changed.count !== 1) throw new CredentialsChanged()
-      const { tokenVersion, event } = await this.endAllSessions(tx, user.id, 'password-change', now)
+      const { tokenVersion, event } = await this.endAllSessions(tx, user.id, 'password-change', now, context)
       const issued = await this.startSession({ ...user, tokenVersion }, context, tx)
       return { issued, event }
     })
@@ -373,10 +489,10 @@ export class SessionService {
   }
 
   /** Logout everywhere: every session and every access token of the user ends. */
-  async logoutEverywhere (userId: string): Promise<void> {
+  async logoutEverywhere (userId: string, context?: ClientContext, reason: RevocationReason = 'logout-all'): Promise<void> {
     const now = this.clock()
-    const { event } = await this.db.$transaction(async (tx) => this.endAllSessions(tx, userId, 'logout-all', now))
-    this.applyRevocation(event, { reason: 'logout-all', userId, sessionId: null })
+    const { event } = await this.db.$transaction(async (tx) => this.endAllSessions(tx, userId, reason, now, context))
+    this.applyRevocation(event, { reason, userId, sessionId: null })
   }
 
   /**
@@ -399,9 +515,33 @@ export class SessionService {
         lastUsedAt: { gt: new Date(now - this.lifetimes.refreshIdle * 1000) }
       },
       orderBy: { createdAt: 'desc' },
-      select: { id: true, createdAt: true, lastUsedAt: true, userAgent: true, ip: true }
+      select: { id: true, createdAt: true, lastUsedAt: true, userAgent: true, ip: true, refreshCount: true }
     })
     return sessions.map((session) => ({ ...session, current: session.id === currentSessionId }))
+  }
+
+  /**
+   * The history of one of the user's sessions, oldest first, as far as it is retained (ended sessions
+   * included). Null when the user has no such session: another user's session is not told apart
+   * from one that does not exist.
+   */
+  async listSessionEvents (userId: string, sessionId: string): Promise<SessionEventEntry[] | null> {
+    const retainedSince = new Date(this.clock() - this.retentionDays() * DAY)
+    const events = await this.db.sessionEvent.findMany({
+      where: { sessionId, userId, at: { gt: retainedSince } },
+      orderBy: [{ at: 'asc' }, { id: 'asc' }],
+      select: { type: true, at: true, ip: true, userAgent: true, reason: true }
+    })
+    if (events.length === 0) {
+      // A live session from before history was kept has none yet, but it is the user's all the same.
+      const owned = await this.db.session.findFirst({ where: { id: sessionId, userId }, select: { id: true } })
+      if (owned === null) return null
+    }
+    return events.map(({ reason, ...event }) => ({ ...event, type: event.type as SessionEventType, ...(reason === null ? {} : { reason }) }))
+  }
+
+  private retentionDays (): number {
+    return this.deps.sessionEventsRetentionDays ?? 30
   }
 
   /** Erases sealed successors whose grace window has passed: they are kept for nothing else. */
@@ -413,26 +553,88 @@ export class SessionService {
     return erased.count
   }
 
-  /** Erases expired seals and deletes the rows that no token check can need any more. */
-  async prune (): Promise<{ sealsErased: number, tokensDeleted: number, sessionsDeleted: number, eventsDeleted: number }> {
+  /**
+   * Erases expired seals and deletes the rows that no token check can need any more, and session
+   * history older than its retention. Large deletions go in batches; `onProgress` hears of each.
+   */
+  async prune (onProgress?: PruneProgress): Promise<PruneResult> {
     const now = this.clock()
     const sealsErased = await this.eraseExpiredSeals()
     // How long a revocation matters: as long as an access token issued before it can live.
     const relevantBefore = new Date(now - revocationRelevantUntil(0, this.lifetimes))
-    // A session past its absolute end (or revoked for longer than that) is gone for good.
-    const sessions = await this.db.session.deleteMany({
-      where: { OR: [{ expiresAt: { lte: new Date(now) } }, { revokedAt: { lte: relevantBefore } }] }
-    })
+    const { deleted: sessionsDeleted, expired: sessionsExpired } = await this.pruneSessions(now, relevantBefore, onProgress)
     // Expired tokens of live sessions are kept while the session lives: presenting one is still reuse
     // evidence. Retired tokens older than the idle lifetime cannot be replayed into anything useful.
-    const tokens = await this.db.refreshToken.deleteMany({
-      where: { retiredAt: { lte: new Date(now - this.lifetimes.refreshIdle * 1000) } }
-    })
+    const tokensDeleted = await this.deleteInBatches('tokens', onProgress,
+      async () => this.db.refreshToken.count({ where: { retiredAt: { lte: new Date(now - this.lifetimes.refreshIdle * 1000) } } }),
+      async () => (await this.db.refreshToken.findMany({ where: { retiredAt: { lte: new Date(now - this.lifetimes.refreshIdle * 1000) } }, select: { id: true }, take: PRUNE_BATCH })).map((row) => row.id),
+      async (ids) => (await this.db.refreshToken.deleteMany({ where: { id: { in: ids } } })).count)
     // Events from database triggers carry the longest relevance allowed; this configuration's is shorter.
     const events = await this.db.revocationEvent.deleteMany({
       where: { OR: [{ relevantUntil: { lte: new Date(now) } }, { createdAt: { lte: relevantBefore } }] }
     })
-    return { sealsErased, tokensDeleted: tokens.count, sessionsDeleted: sessions.count, eventsDeleted: events.count }
+    const retainedSince = new Date(now - this.retentionDays() * DAY)
+    const sessionEventsDeleted = await this.deleteInBatches('session-events', onProgress,
+      async () => this.db.sessionEvent.count({ where: { at: { lte: retainedSince } } }),
+      async () => (await this.db.sessionEvent.findMany({ where: { at: { lte: retainedSince } }, select: { id: true }, take: PRUNE_BATCH })).map((row) => row.id),
+      async (ids) => (await this.db.sessionEvent.deleteMany({ where: { id: { in: ids } } })).count)
+    return { sealsErased, tokensDeleted, sessionsDeleted, eventsDeleted: events.count, sessionsExpired, sessionEventsDeleted }
+  }
+
+  /**
+   * A session past its absolute end (or revoked for longer than an access token lives) is gone for
+   * good, its refresh tokens with it. One that simply ran out gets its `expired` history event (at the
+   * moment it expired: idle or absolute, whichever came first) in the same transaction as its deletion.
+   */
+  private async pruneSessions (now: number, relevantBefore: Date, onProgress?: PruneProgress): Promise<{ deleted: number, expired: number }> {
+    const where = { OR: [{ expiresAt: { lte: new Date(now) } }, { revokedAt: { lte: relevantBefore } }] }
+    const total = await this.db.session.count({ where })
+    let deleted = 0
+    let expired = 0
+    onProgress?.('sessions', 0, total)
+    for (;;) {
+      const batch = await this.db.session.findMany({ where, select: { id: true, userId: true, expiresAt: true, lastUsedAt: true, revokedAt: true }, take: PRUNE_BATCH })
+      if (batch.length === 0) break
+      const ranOut = batch.filter((session) => session.revokedAt === null)
+      const count = await this.db.$transaction(async (tx) => {
+        if (ranOut.length > 0) {
+          const recorded = new Set((await tx.sessionEvent.findMany({
+            where: { sessionId: { in: ranOut.map((session) => session.id) }, type: 'expired' },
+            select: { sessionId: true }
+          })).map((event) => event.sessionId))
+          const unrecorded = ranOut.filter((session) => !recorded.has(session.id))
+          await tx.sessionEvent.createMany({
+            data: unrecorded.map((session) => ({
+              sessionId: session.id,
+              userId: session.userId,
+              type: 'expired',
+              at: new Date(Math.min(session.expiresAt.getTime(), session.lastUsedAt.getTime() + this.lifetimes.refreshIdle * 1000))
+            }))
+          })
+          expired += unrecorded.length
+        }
+        return (await tx.session.deleteMany({ where: { AND: [{ id: { in: batch.map((session) => session.id) } }, where] } })).count
+      })
+      if (count === 0) break
+      deleted += count
+      onProgress?.('sessions', deleted, Math.max(total, deleted))
+    }
+    return { deleted, expired }
+  }
+
+  private async deleteInBatches<Id> (step: PruneStep, onProgress: PruneProgress | undefined, count: () => Promise<number>, nextBatch: () => Promise<Id[]>, remove: (ids: Id[]) => Promise<number>): Promise<number> {
+    const total = await count()
+    let deleted = 0
+    onProgress?.(step, 0, total)
+    for (;;) {
+      const ids = await nextBatch()
+      if (ids.length === 0) break
+      const removed = await remove(ids)
+      if (removed === 0) break
+      deleted += removed
+      onProgress?.(step, deleted, Math.max(total, deleted))
+    }
+    return deleted
   }
 
   private async recordRevocation (tx: DbTransaction, event: { kind: 'session' | 'user', subject: string, tokenVersion: number | null }, now: number): Promise<RevocationEventRecord> {

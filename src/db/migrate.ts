@@ -4,7 +4,7 @@
 // Runs at start and by `npm run db:migrate`. On PostgreSQL an advisory lock serializes instances that
 // start together; on SQLite the write transaction does.
 import { createHash, randomUUID } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { DatabaseConfig } from '../config.js'
@@ -131,6 +131,60 @@ async function migratePostgres (url: string, schema: string, migrations: Migrati
     } finally {
       await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY])
     }
+  } finally {
+    await client.end()
+  }
+}
+
+export interface MigrationStatus {
+  /** Applied, in order, as the database records them. */
+  applied: string[]
+  /** In this build, not yet applied. */
+  pending: string[]
+  /** Recorded by the database, unknown to this build (it is older than the database). */
+  unknown: string[]
+  /** Applied, but the file has changed since. */
+  changed: string[]
+}
+
+/** Compares the database's migration history with this build's folders, changing nothing. */
+export async function migrationStatus (database: DatabaseConfig): Promise<MigrationStatus> {
+  const migrations = readMigrations(database.provider)
+  const rows = database.provider === 'sqlite' ? await appliedSqlite(database.file) : await appliedPostgres(database.url, database.schema)
+  const applied = new Map(rows.map((row) => [row.migration_name, row.checksum]))
+  const known = new Map(migrations.map((migration) => [migration.name, migration.checksum]))
+  return {
+    applied: rows.map((row) => row.migration_name),
+    pending: migrations.filter((migration) => !applied.has(migration.name)).map((migration) => migration.name),
+    unknown: rows.filter((row) => !known.has(row.migration_name)).map((row) => row.migration_name),
+    changed: rows.filter((row) => known.has(row.migration_name) && known.get(row.migration_name) !== row.checksum).map((row) => row.migration_name)
+  }
+}
+
+interface AppliedRow { migration_name: string, checksum: string }
+const APPLIED = 'SELECT migration_name, checksum FROM "_prisma_migrations" WHERE rolled_back_at IS NULL AND finished_at IS NOT NULL ORDER BY started_at, migration_name'
+
+async function appliedSqlite (file: string): Promise<AppliedRow[]> {
+  if (!existsSync(file)) return []
+  const { default: Database } = await import('better-sqlite3')
+  const db = new Database(file, { readonly: true, fileMustExist: true, timeout: 10_000 })
+  try {
+    const table = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_prisma_migrations'`).get()
+    return table === undefined ? [] : db.prepare(APPLIED).all() as AppliedRow[]
+  } finally {
+    db.close()
+  }
+}
+
+async function appliedPostgres (url: string, schema: string): Promise<AppliedRow[]> {
+  const { default: pg } = await import('pg')
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    const { rows: [found] } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [`"${schema}"."_prisma_migrations"`])
+    if (found?.exists !== true) return []
+    await client.query(`SET search_path TO "${schema}"`)
+    return (await client.query<AppliedRow>(APPLIED)).rows
   } finally {
     await client.end()
   }

@@ -10,14 +10,14 @@ import { randomUUID } from 'node:crypto'
 import fastifyJwt from '@fastify/jwt'
 import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import { AccountService } from '../auth/accounts.js'
-import { LoginThrottle, MemoryLoginAttemptStore, RedisLoginAttemptStore } from '../auth/login-throttle.js'
-import { PasswordHasher } from '../auth/passwords.js'
-import { RevocationList } from '../auth/revocation-list.js'
-import { type ClientKind, SessionService } from '../auth/sessions.js'
+import type { AccountService } from '../auth/accounts.js'
+import { buildAuthDomain } from '../auth/domain.js'
+import { MemoryLoginAttemptStore, RedisLoginAttemptStore } from '../auth/login-throttle.js'
+import type { PasswordHasher } from '../auth/passwords.js'
+import type { RevocationList } from '../auth/revocation-list.js'
+import type { ClientKind, SessionService } from '../auth/sessions.js'
 import { type SigningAlgorithm, readKid } from '../auth/signing-keys.js'
-import { SuccessorSeal } from '../auth/successor-seal.js'
-import { type AccessTokenClaims, type Clock, isAccessTokenRevoked, revocationRelevantUntil } from '../auth/token-rules.js'
+import { type AccessTokenClaims, type Clock, isAccessTokenRevoked } from '../auth/token-rules.js'
 import type { Config } from '../config.js'
 import { TokenExpired, TokenInvalid, TokenMissing, TokenRevoked, ValidationFailed } from '../errors.js'
 
@@ -147,23 +147,16 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   }
 
   const { db } = fastify
-  const revocations = new RevocationList(db, clock, (createdAt) => revocationRelevantUntil(createdAt, config.ttl))
-  await revocations.load()
-  const passwordHasher = new PasswordHasher(config.passwordHashConcurrency)
-  const localCounters = new MemoryLoginAttemptStore(clock)
-  const throttle = new LoginThrottle(
-    fastify.redis === null ? localCounters : new RedisLoginAttemptStore(fastify.redis, localCounters, clock),
-    clock, config.login.maxFailures, config.login.lockWindow)
-  const sessions = new SessionService({
+  const localAttempts = new MemoryLoginAttemptStore(clock)
+  const { revocations, passwordHasher, sessions, accounts } = buildAuthDomain({
     db,
     clock,
-    lifetimes: config.ttl,
-    seal: new SuccessorSeal(config.jwt.secret),
-    revocations,
-    signAccessToken: (claims) => fastify.jwt.sign({ ...claims, jti: randomUUID() }),
-    events: fastify.authEvents
+    config,
+    loginAttempts: fastify.redis === null ? localAttempts : new RedisLoginAttemptStore(fastify.redis, localAttempts, clock),
+    events: fastify.authEvents,
+    signAccessToken: (claims) => fastify.jwt.sign({ ...claims, jti: randomUUID() })
   })
-  const accounts = new AccountService({ db, clock, hasher: passwordHasher, throttle, sessions, ipv6PrefixLength: config.ipv6PrefixLength, events: fastify.authEvents })
+  await revocations.load()
   await accounts.backfillUsernameSkeletons()
 
   function readToken (request: FastifyRequest): string | undefined {

@@ -1,34 +1,16 @@
-// `npm run keys:generate [-- --type ed25519|p256] [--out DIR]`: writes a new signing key pair
-// (jwt-private-key.pem, jwt-public-key.pem; default folder ./data) and prints how to rotate to it.
-import { generateKeyPairSync } from 'node:crypto'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+// `node dist/src/scripts/generate-keys.js [--type ed25519|p256] [--out DIR]`: the same as
+// `auth-server keys generate` (src/cli/keys.ts), without loading the rest of the CLI.
 import { parseArgs } from 'node:util'
-import { buildKeySet } from '../auth/signing-keys.js'
+import { KEY_TYPES, type KeyType, generateKeyFiles, rotationAdvice } from '../cli/keys.js'
 
 const { values } = parseArgs({ options: { type: { type: 'string', default: 'ed25519' }, out: { type: 'string', default: 'data' } } })
-if (values.type !== 'ed25519' && values.type !== 'p256') {
-  console.error('--type must be ed25519 or p256')
+if (!KEY_TYPES.includes(values.type as KeyType)) {
+  console.error(`--type must be one of ${KEY_TYPES.join(', ')}`)
+  process.exit(2)
+}
+try {
+  console.log(rotationAdvice(generateKeyFiles(values.type as KeyType, values.out)))
+} catch (error) {
+  console.error((error as Error).message)
   process.exit(1)
 }
-const pair = values.type === 'ed25519'
-  ? generateKeyPairSync('ed25519')
-  : generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
-const privatePem = pair.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
-const publicPem = pair.publicKey.export({ format: 'pem', type: 'spki' }).toString()
-const dir = resolve(values.out)
-mkdirSync(dir, { recursive: true })
-const privateFile = join(dir, 'jwt-private-key.pem')
-const publicFile = join(dir, 'jwt-public-key.pem')
-for (const file of [privateFile, publicFile]) {
-  if (existsSync(file)) {
-    console.error(`${file} exists; move it away first (it may be the key in use)`)
-    process.exit(1)
-  }
-}
-writeFileSync(privateFile, privatePem, { mode: 0o600 })
-writeFileSync(publicFile, publicPem)
-const { current } = buildKeySet({ secret: 'unused-for-asymmetric-keys-0123456789', privateKey: privatePem })
-console.log(`Wrote ${privateFile} and ${publicFile} (${current.alg}, kid ${current.kid}).
-To rotate: set JWT_PRIVATE_KEY=${privateFile} and add the old public key to JWT_PREVIOUS_PUBLIC_KEYS;
-tokens signed by the old key stay valid until they expire (ACCESS_TOKEN_TTL), then drop it.`)

@@ -412,7 +412,7 @@ for (const database of testDatabases()) {
     f.clock.set(t0 + LIFETIMES.refreshAbsolute * SECOND)
 
     const result = await f.sessions.prune()
-    t.same(result, { sealsErased: 2, tokensDeleted: 1, sessionsDeleted: 2, eventsDeleted: 1 })
+    t.same(result, { sealsErased: 2, tokensDeleted: 1, sessionsDeleted: 2, eventsDeleted: 1, sessionsExpired: 1, sessionEventsDeleted: 0 })
 
     const sessions = new Set((await f.db.session.findMany({ select: { id: true } })).map((session) => session.id))
     t.notOk(sessions.has(expired.sessionId), 'past its absolute end: deleted')
@@ -435,7 +435,7 @@ for (const database of testDatabases()) {
 
     await t.rejects(f.sessions.refresh(revokedRecently.refreshToken), INVALID)
     await t.rejects(f.sessions.refresh(idle.refreshToken), INVALID)
-    t.same(await f.sessions.prune(), { sealsErased: 0, tokensDeleted: 0, sessionsDeleted: 0, eventsDeleted: 0 }, 'a second prune finds nothing')
+    t.same(await f.sessions.prune(), { sealsErased: 0, tokensDeleted: 0, sessionsDeleted: 0, eventsDeleted: 0, sessionsExpired: 0, sessionEventsDeleted: 0 }, 'a second prune finds nothing')
     const next = await f.sessions.refresh(live3.refreshToken)
     t.equal(next.sessionId, live.sessionId, 'the live session still works')
     await t.rejects(f.sessions.refresh(live2.refreshToken), REUSED, 'a kept retired token is still reuse evidence')

@@ -46,7 +46,7 @@ for (const database of testDatabases()) {
       const sessions: ListedSession[] = json(response).sessions
       t.equal(sessions.length, 2, 'both sessions, and no one else\'s')
       for (const session of sessions) {
-        t.same(Object.keys(session).sort(), ['createdAt', 'current', 'id', 'ip', 'lastUsedAt', 'userAgent'])
+        t.same(Object.keys(session).sort(), ['createdAt', 'current', 'id', 'ip', 'lastUsedAt', 'refreshCount', 'userAgent'])
         t.ok(!Number.isNaN(Date.parse(session.createdAt)), 'createdAt is a timestamp')
         t.ok(!Number.isNaN(Date.parse(session.lastUsedAt)), 'lastUsedAt is a timestamp')
       }

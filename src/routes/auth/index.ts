@@ -4,10 +4,11 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import cookie from '@fastify/cookie'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { SessionContext } from '../../auth/sessions.js'
+import type { ClientContext, SessionContext } from '../../auth/sessions.js'
 import { NotFound, RefreshInvalid } from '../../errors.js'
 import {
-  LoginBody, PasswordBody, RefreshBody, RegisterBody, SessionParams, SessionsResponse, TokenResponse, UserResponse
+  LoginBody, PasswordBody, RefreshBody, RegisterBody, SessionEventsResponse, SessionParams, SessionsResponse,
+  TokenResponse, UserResponse
 } from './schemas.js'
 import { clearRefreshCookie, presentedRefreshToken, sendTokens } from './web-clients.js'
 import { NoContent, errorResponses } from '../error-schemas.js'
@@ -19,7 +20,12 @@ const REFRESH_TOKEN_SECURITY: Array<Record<string, string[]>> = [{}, COOKIE_SECU
 const USER_AGENT_MAX_LENGTH = 512
 
 function sessionContext (request: FastifyRequest, client: SessionContext['client']): SessionContext {
-  return { client, userAgent: request.headers['user-agent']?.slice(0, USER_AGENT_MAX_LENGTH), ip: request.ip }
+  return { client, ...clientContext(request) }
+}
+
+/** The requesting client as session history records it. */
+export function clientContext (request: FastifyRequest): ClientContext {
+  return { userAgent: request.headers['user-agent']?.slice(0, USER_AGENT_MAX_LENGTH), ip: request.ip }
 }
 
 export default async function authRoutes (app: FastifyInstance) {
@@ -79,7 +85,7 @@ export default async function authRoutes (app: FastifyInstance) {
     }, async (request, reply) => {
       const presented = presentedRefreshToken(request, config)
       if (presented === undefined) throw new RefreshInvalid()
-      const issued = await sessions.refresh(presented.token)
+      const issued = await sessions.refresh(presented.token, clientContext(request))
       return sendTokens(reply, config, issued)
     })
 
@@ -105,10 +111,10 @@ export default async function authRoutes (app: FastifyInstance) {
       if (presented !== undefined) {
         const session = await sessions.findLiveSession(presented.token)
         if (session === null) throw new RefreshInvalid()
-        await sessions.revokeSession(session.id, 'logout', session.userId)
+        await sessions.revokeSession(session.id, 'logout', session.userId, clientContext(request))
       } else {
         const principal = await fastify.verifyAccessToken(request)
-        await sessions.revokeSession(principal.sessionId, 'logout', principal.userId)
+        await sessions.revokeSession(principal.sessionId, 'logout', principal.userId, clientContext(request))
       }
       return reply.code(204).send()
     })
@@ -116,7 +122,7 @@ export default async function authRoutes (app: FastifyInstance) {
     fastify.post('/auth/logout-all', {
       schema: { tags: ['auth'], summary: 'End every session and access token of the caller', response: { 204: NoContent('Every session ended') } }
     }, async (request, reply) => {
-      await sessions.logoutEverywhere(request.principal!.userId)
+      await sessions.logoutEverywhere(request.principal!.userId, clientContext(request))
       return reply.code(204).send()
     })
 
@@ -156,8 +162,22 @@ export default async function authRoutes (app: FastifyInstance) {
       response: { 204: NoContent('The session ended'), ...errorResponses({ 404: ['NOT_FOUND'] }) }
     }
   }, async (request, reply) => {
-    const ended = await sessions.revokeSession(request.params.id, 'deleted', request.principal!.userId)
+    const ended = await sessions.revokeSession(request.params.id, 'deleted', request.principal!.userId, clientContext(request))
     if (!ended) throw new NotFound('No such session')
     return reply.code(204).send()
+  })
+
+  // The session's history; ended sessions too, while retained. Another user's session is 404, as an unknown one.
+  fastify.get('/auth/sessions/:id/events', {
+    schema: {
+      tags: ['auth'],
+      summary: 'The history of one of the caller\'s sessions (ended ones too, while retained)',
+      params: SessionParams,
+      response: { 200: SessionEventsResponse, ...errorResponses({ 404: ['NOT_FOUND'] }) }
+    }
+  }, async (request) => {
+    const events = await sessions.listSessionEvents(request.principal!.userId, request.params.id)
+    if (events === null) throw new NotFound('No such session')
+    return { events }
   })
 }

@@ -46,6 +46,23 @@ export const SessionsResponse = Type.Object({
     lastUsedAt: Timestamp,
     userAgent: Type.Union([Type.String(), Type.Null()]),
     ip: Type.Union([Type.String(), Type.Null()]),
+    /** Rotations so far (routine refreshes are counted here, not listed as events). */
+    refreshCount: Type.Integer({ minimum: 0 }),
     current: Type.Boolean()
+  }))
+})
+
+export const SessionEventsResponse = Type.Object({
+  events: Type.Array(Type.Object({
+    type: Type.Union([
+      Type.Literal('login'), Type.Literal('refresh-new-client'), Type.Literal('replay'), Type.Literal('reuse-detected'),
+      Type.Literal('logout'), Type.Literal('revoked'), Type.Literal('expired')
+    ]),
+    at: Timestamp,
+    /** The client that caused the event (for reuse-detected: the reuser); null when an operator did. */
+    ip: Type.Union([Type.String(), Type.Null()]),
+    userAgent: Type.Union([Type.String(), Type.Null()]),
+    /** Only on `revoked`: deleted, password-change, logout-all, operator, password-reset, disabled. */
+    reason: Type.Optional(Type.String())
   }))
 })

@@ -134,7 +134,7 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
     } else if (grantType === 'refresh_token') {
       const refreshToken = requireParameter(body, 'refresh_token')
       if (!isWellFormedRefreshToken(refreshToken)) throw new OAuthError('invalid_grant', 'The refresh token is invalid', 'AUTH_REFRESH_INVALID')
-      issued = await sessions.refresh(refreshToken)
+      issued = await sessions.refresh(refreshToken, { userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip })
     } else {
       throw new OAuthError('unsupported_grant_type', 'grant_type must be password or refresh_token', 'VALIDATION_ERROR')
     }
