@@ -38,7 +38,11 @@ const EnvSchema = Type.Object({
     { default: 'info' }
   ),
   PASSWORD_HASH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: Math.max(1, availableParallelism() - 1) }),
-  REVOCATION_POLL_INTERVAL_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 })
+  REVOCATION_POLL_INTERVAL_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 }),
+  PUBLIC_URL: Type.Optional(Type.String({ minLength: 1 })),
+  RESOURCE_SERVERS: Type.Optional(Type.String()),
+  REVOCATION_STREAM_HEARTBEAT: Type.Integer({ minimum: 1, maximum: 15, default: 15 }),
+  REVOCATION_STREAMS_PER_CLIENT: Type.Integer({ minimum: 1, maximum: 1000, default: 4 })
 })
 type Env = Static<typeof EnvSchema>
 
@@ -80,9 +84,16 @@ export interface Config {
   rateLimitMax: number
   passwordHashConcurrency: number
   revocationPollIntervalMs: number
+  /** The server's external origin and optional path prefix, without a trailing slash. */
+  publicUrl: string
+  /** Services that may introspect tokens and read the revocation feed (HTTP Basic). Never logged. */
+  resourceServers: ResourceServerCredential[]
+  revocationStream: { heartbeatSeconds: number, perClient: number }
   /** Messages for the log once the logger exists (e.g. a generated secret). */
   warnings: string[]
 }
+
+export interface ResourceServerCredential { id: string, secret: string }
 
 const BOOLEAN_WORDS: Record<string, boolean> = { true: true, false: false, 1: true, 0: false, yes: true, no: false }
 
@@ -135,6 +146,37 @@ function parseOrigins (list: string): string[] {
     }
     return url.origin
   })
+}
+
+function parsePublicUrl (value: string | undefined, host: string, port: number): string {
+  if (value === undefined) return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new ConfigError('PUBLIC_URL', `must be an absolute URL like https://auth.example.com (got "${value}")`)
+  }
+  if (!/^https?:$/.test(url.protocol) || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
+    throw new ConfigError('PUBLIC_URL', `must be an http(s) origin with an optional path, no query or credentials (got "${value}")`)
+  }
+  return (url.origin + url.pathname).replace(/\/+$/, '')
+}
+
+/** `id:secret` pairs, comma-separated. Messages name the entry by its id, never by its secret. */
+function parseResourceServers (list: string | undefined): ResourceServerCredential[] {
+  const servers: ResourceServerCredential[] = []
+  for (const [index, entry] of (list ?? '').split(',').map((item) => item.trim()).filter(Boolean).entries()) {
+    const colon = entry.indexOf(':')
+    const id = colon < 0 ? '' : entry.slice(0, colon)
+    const secret = colon < 0 ? '' : entry.slice(colon + 1)
+    if (!/^[A-Za-z0-9._~-]{1,100}$/.test(id)) {
+      throw new ConfigError('RESOURCE_SERVERS', `entry ${index + 1} must be id:secret, the id made of letters, digits and . _ ~ -`)
+    }
+    if (secret.length < 16) throw new ConfigError('RESOURCE_SERVERS', `the secret of "${id}" must be at least 16 characters`)
+    if (servers.some((server) => server.id === id)) throw new ConfigError('RESOURCE_SERVERS', `names "${id}" twice`)
+    servers.push({ id, secret })
+  }
+  return servers
 }
 
 /**
@@ -191,6 +233,9 @@ export function loadConfig (source: Record<string, string | undefined> = process
   // An idle lifetime longer than the absolute one is allowed: a refresh token never outlives its
   // session's absolute end (refreshTokenExpiry takes the earlier of the two).
   const allowedOrigins = parseOrigins(env.ALLOWED_ORIGINS)
+  const publicUrl = parsePublicUrl(env.PUBLIC_URL, env.HOST, env.PORT)
+  // The server's own pages (e.g. a demo) call it from its public origin.
+  if (!allowedOrigins.includes(new URL(publicUrl).origin)) allowedOrigins.push(new URL(publicUrl).origin)
   const secret = resolveSecret(env, dataDir, warnings)
   return {
     env: env.NODE_ENV,
@@ -221,6 +266,9 @@ export function loadConfig (source: Record<string, string | undefined> = process
     rateLimitMax: env.RATE_LIMIT_MAX,
     passwordHashConcurrency: env.PASSWORD_HASH_CONCURRENCY,
     revocationPollIntervalMs: env.REVOCATION_POLL_INTERVAL_MS,
+    publicUrl,
+    resourceServers: parseResourceServers(env.RESOURCE_SERVERS),
+    revocationStream: { heartbeatSeconds: env.REVOCATION_STREAM_HEARTBEAT, perClient: env.REVOCATION_STREAMS_PER_CLIENT },
     warnings
   }
 }

@@ -38,6 +38,7 @@ export class RevocationList implements RevocationView {
   private polling: Promise<void> | undefined
   private pollAgain: Promise<void> | undefined
   private readonly recordedListeners: Array<() => void> = []
+  private readonly eventListeners: Array<(events: RevocationEventRecord[]) => void> = []
 
   /**
    * @param relevantUntil when an event made at a given time stops mattering (revocationRelevantUntil):
@@ -65,11 +66,24 @@ export class RevocationList implements RevocationView {
   /** A revocation committed by this instance: effective here at once, then announced to the others. */
   record (event: RevocationEventRecord): void {
     this.apply(event)
+    this.announce([event])
     for (const listener of this.recordedListeners) listener()
   }
 
   onRecorded (listener: () => void): void {
     this.recordedListeners.push(listener)
+  }
+
+  /**
+   * Every event this instance learns of, its own at commit and others' as read from the log (the
+   * revocation feed). An event may be announced more than once; listeners must not block.
+   */
+  onEvents (listener: (events: RevocationEventRecord[]) => void): void {
+    this.eventListeners.push(listener)
+  }
+
+  private announce (events: RevocationEventRecord[]): void {
+    if (events.length > 0) for (const listener of this.eventListeners) listener(events)
   }
 
   apply (event: RevocationEventRecord): void {
@@ -126,6 +140,7 @@ export class RevocationList implements RevocationView {
       this.apply(event)
       if (event.createdAt.getTime() < settled && event.seq > this.cursor) this.cursor = event.seq
     }
+    this.announce(events)
   }
 
   /** Forgets entries whose access tokens have all expired. */
