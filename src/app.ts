@@ -12,6 +12,7 @@ import errorHandler, { sendError } from './plugins/error-handler.js'
 import rateLimits from './plugins/rate-limit.js'
 import redis from './plugins/redis.js'
 import revocationDoorbell from './plugins/revocation-doorbell.js'
+import revocationFeed from './plugins/revocation-feed.js'
 import securityHeaders from './plugins/security-headers.js'
 import authRoutes from './routes/auth/index.js'
 import healthRoutes from './routes/health.js'
@@ -73,6 +74,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await fastify.register(database, { database: config.database })
   await fastify.register(auth, { config, clock })
   await fastify.register(revocationDoorbell)
+  await fastify.register(revocationFeed)
 
   await fastify.register(healthRoutes)
   await fastify.register(authRoutes)

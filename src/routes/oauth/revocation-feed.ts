@@ -10,8 +10,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import type { ServerResponse } from 'node:http'
-import { type FeedEvent, RevocationFeed } from '../../auth/revocation-feed.js'
-import { revocationRelevantUntil } from '../../auth/token-rules.js'
+import { type Cursor, CursorTracker, type FeedEvent, type RevocationFeed, type StreamStats, parseCursor } from '../../auth/revocation-feed.js'
 import { OAuthError } from './errors.js'
 import { resourceServerAuthenticator } from './resource-servers.js'
 import { BasicAuthHeaders, OAuthErrorResponse, RevocationsQuery, RevocationsResponse, StreamHeaders } from './schemas.js'
@@ -21,16 +20,11 @@ const MAX_UNSENT_BYTES = 256 * 1024
 /** Reconnection delay suggested to EventSource clients (ms). */
 const RETRY_MS = 1000
 
-function sseMessage (event: FeedEvent, cursor: number): string {
-  return `id: ${cursor}\ndata: ${JSON.stringify(event)}\n\n`
-}
-
 export default async function revocationFeedRoutes (app: FastifyInstance) {
   const fastify = app.withTypeProvider<TypeBoxTypeProvider>()
   const { config } = fastify
   const authenticateResourceServer = resourceServerAuthenticator(config.resourceServers)
-  const feed = new RevocationFeed(fastify.db, Date.now, (createdAt) => revocationRelevantUntil(createdAt, config.ttl))
-  fastify.revocations.onEvents((records) => feed.publish(records))
+  const feed = fastify.revocationFeed
   const authenticate = async (request: Parameters<typeof authenticateResourceServer>[0]) => { authenticateResourceServer(request) }
 
   fastify.get('/oauth/revocations', {
@@ -44,30 +38,21 @@ export default async function revocationFeedRoutes (app: FastifyInstance) {
   }, async (request, reply) => {
     void reply.header('cache-control', 'no-store')
     const { after } = request.query
-    const { events, cursor } = await feed.read(after === undefined ? undefined : Number(after))
+    const { events, cursor } = await feed.read(after === undefined ? undefined : parseCursor(after))
     return { events, cursor }
   })
 
   const open = new Map<string, number>()
-  const streams = new Set<ServerResponse>()
+  const streams = feed.streams as Set<Subscriber>
   const heartbeat = setInterval(() => {
-    for (const stream of streams) send(stream, ': keep-alive\n\n')
+    const now = Date.now()
+    for (const stream of streams) stream.beat(now)
   }, config.revocationStream.heartbeatSeconds * 1000)
   heartbeat.unref()
   fastify.addHook('preClose', async () => {
     clearInterval(heartbeat)
-    for (const stream of streams) stream.end()
+    for (const stream of streams) stream.raw.end()
   })
-
-  /** Writes without waiting: a reader that falls too far behind is dropped instead of buffered. */
-  function send (stream: ServerResponse, chunk: string): void {
-    if (stream.destroyed) return
-    if (stream.writableLength > MAX_UNSENT_BYTES) {
-      stream.destroy()
-      return
-    }
-    stream.write(chunk)
-  }
 
   fastify.get('/oauth/revocations/stream', {
     config: { public: true },
@@ -90,49 +75,110 @@ export default async function revocationFeedRoutes (app: FastifyInstance) {
     }
     const resumeFrom = request.headers['last-event-id'] ?? request.query.after
     open.set(clientId, streamsOfClient + 1)
-    const raw = reply.raw
-    let cursor = resumeFrom === undefined ? 0 : Number(resumeFrom)
-    // Live events that arrive while the catch-up is read wait here (bounded like the socket buffer).
-    let waiting: Array<{ event: FeedEvent, seq: number }> | null = []
-    const sent = new Set<number>()
-    const deliver = (event: FeedEvent, seq: number) => {
-      cursor = Math.max(cursor, seq)
-      send(raw, sseMessage(event, cursor))
-    }
-    const unsubscribe = feed.subscribe((event, seq) => {
-      if (waiting === null) return deliver(event, seq)
-      waiting.push({ event, seq })
-      if (waiting.length > 10_000) raw.destroy()
-    })
-    const closed = () => {
+    const subscriber = new Subscriber(reply.raw, clientId, feed, resumeFrom === undefined ? undefined : parseCursor(resumeFrom),
+      config.revocationStream.heartbeatSeconds * 2000, (error) => request.log.warn({ err: error }, 'revocation stream catch-up failed'))
+    const unsubscribe = feed.subscribe((event, seq) => subscriber.live(event, seq))
+    reply.raw.on('close', () => {
       unsubscribe()
-      streams.delete(raw)
+      streams.delete(subscriber)
       const left = (open.get(clientId) ?? 1) - 1
       if (left <= 0) open.delete(clientId)
       else open.set(clientId, left)
-    }
-    raw.on('close', closed)
-
+    })
     reply.hijack()
-    raw.writeHead(200, {
+    reply.raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
       connection: 'keep-alive',
       'x-accel-buffering': 'no'
     })
-    raw.write(`retry: ${RETRY_MS}\n: revocation feed\n\n`)
-    streams.add(raw)
-    try {
-      const caughtUp = await feed.read(resumeFrom === undefined ? undefined : Number(resumeFrom))
-      caughtUp.events.forEach((event, index) => { sent.add(caughtUp.seqs[index]!); deliver(event, caughtUp.seqs[index]!) })
-      for (const { event, seq } of waiting) if (!sent.has(seq)) deliver(event, seq)
-      waiting = null
-      // An id alone moves the follower's resume point (even with no event to show) without an event.
-      cursor = Math.max(cursor, Number(caughtUp.cursor))
-      send(raw, `id: ${cursor}\n\n`)
-    } catch (error) {
-      request.log.warn({ err: error }, 'revocation stream catch-up failed')
-      raw.destroy()
-    }
+    reply.raw.write(`retry: ${RETRY_MS}\n: revocation feed\n\n`)
+    streams.add(subscriber)
+    subscriber.catchUp()
   })
+}
+
+/**
+ * One stream. Live events are written as they come while the socket keeps up. Once its unsent
+ * bytes pass MAX_UNSENT_BYTES it is paused: live events are not kept for it (its cursor says where it
+ * stopped), and when the socket drains it catches up from the database. A stream paused longer than
+ * `pauseLimitMs` is closed; it can resume with Last-Event-ID.
+ */
+class Subscriber {
+  private mode: 'catching-up' | 'live' | 'paused' = 'catching-up'
+  private pausedSince = 0
+  private readonly tracker: CursorTracker
+  /** Live events that arrive during a catch-up read; past the bound, another read is made instead. */
+  private waiting: Array<{ event: FeedEvent, seq: number }> = []
+  private overflowed = false
+
+  constructor (
+    readonly raw: ServerResponse,
+    private readonly clientId: string,
+    private readonly feed: RevocationFeed,
+    private readonly from: Cursor | undefined,
+    private readonly pauseLimitMs: number,
+    private readonly onError: (error: unknown) => void
+  ) {
+    this.tracker = new CursorTracker(from ?? { high: 0, gaps: [] }, Date.now)
+    raw.on('drain', () => { if (this.mode === 'paused') this.catchUp() })
+  }
+
+  stats (): StreamStats {
+    return { clientId: this.clientId, mode: this.mode, unsentBytes: this.raw.writableLength }
+  }
+
+  live (event: FeedEvent, seq: number): void {
+    if (this.mode === 'live') this.deliver(event, seq)
+    else if (this.mode === 'catching-up') {
+      if (this.waiting.length < 10_000) this.waiting.push({ event, seq })
+      else this.overflowed = true
+    }
+    // paused: the catch-up after the drain reads it from the database.
+  }
+
+  beat (now: number): void {
+    if (this.mode === 'paused') {
+      if (now - this.pausedSince > this.pauseLimitMs) this.raw.destroy()
+      return
+    }
+    this.write(': keep-alive\n\n')
+  }
+
+  /** Reads what the cursor has not seen, writes it, then the live events that came meanwhile. */
+  catchUp (): void {
+    if (this.raw.destroyed) return
+    this.mode = 'catching-up'
+    this.waiting = []
+    this.overflowed = false
+    const first = this.from !== undefined || this.tracker.toString() !== '0'
+    this.feed.read(first ? parseCursor(this.tracker.toString()) : undefined).then(({ events, seqs, cursor }) => {
+      const sent = new Set(seqs)
+      events.forEach((event, index) => this.deliver(event, seqs[index]!))
+      // The read knows which skipped seqs are final: its cursor replaces the one built event by event.
+      this.tracker.reset(parseCursor(cursor))
+      if (this.overflowed) return this.catchUp()
+      for (const { event, seq } of this.waiting) if (!sent.has(seq)) this.deliver(event, seq)
+      this.waiting = []
+      // An id alone moves the follower's resume point without showing it an event.
+      this.write(`id: ${this.tracker.toString()}\n\n`)
+      if (this.mode === 'catching-up') this.mode = 'live'
+    }, (error: unknown) => {
+      this.onError(error)
+      this.raw.destroy()
+    })
+  }
+
+  private deliver (event: FeedEvent, seq: number): void {
+    this.write(`id: ${this.tracker.advance(seq)}\ndata: ${JSON.stringify(event)}\n\n`)
+  }
+
+  private write (chunk: string): void {
+    if (this.raw.destroyed) return
+    this.raw.write(chunk)
+    if (this.mode === 'live' && this.raw.writableLength > MAX_UNSENT_BYTES) {
+      this.mode = 'paused'
+      this.pausedSince = Date.now()
+    }
+  }
 }
