@@ -81,10 +81,11 @@ async function startAuthServer (t: Teardown, databaseUrl: string, base: string, 
   })
   t.teardown(() => stop(child))
   const started = Date.now()
-  while (Date.now() - started < 30_000) {
+  // Generous: this machine's cores are shared with other test runs.
+  while (Date.now() - started < 90_000) {
     if (child.exitCode !== null) throw new Error(`auth server exited with ${child.exitCode}`)
     try {
-      if ((await fetch(`${base}/health`)).ok) return child
+      if ((await fetch(`${base}/health`, { signal: AbortSignal.timeout(2000) })).ok) return child
     } catch {}
     await sleep(100)
   }
