@@ -173,11 +173,14 @@ for (const database of testDatabases()) {
     const { username, tokens } = await signedIn(app)
     const others = await Promise.all([login(app, username), login(app, username)])
     const revoke = (token: string) => app.inject({ method: 'POST', url: '/oauth/revoke', ...form({ token }), payload: form({ token }).body })
+    const third = await login(app, username)
     const results = await Promise.all([
       revoke(tokens.refreshToken), revoke(tokens.refreshToken), refresh(app, tokens.refreshToken), revoke(others[0]!.accessToken),
       app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: others[1]!.refreshToken } }),
       revoke(others[1]!.refreshToken),
-      app.inject({ method: 'POST', url: '/auth/login', payload: { username, password: PASSWORD } })
+      app.inject({ method: 'POST', url: '/auth/login', payload: { username, password: PASSWORD } }),
+      revoke(third.accessToken),
+      app.inject({ method: 'POST', url: '/auth/password', headers: bearer(third.accessToken), payload: { currentPassword: PASSWORD, newPassword: 'raced new passphrase' } })
     ])
     for (const response of results) t.ok(response.statusCode < 500, `no 5xx (${response.statusCode})`)
     t.equal(results[0]!.statusCode, 200)
@@ -186,7 +189,40 @@ for (const database of testDatabases()) {
     // Whichever won, nothing of the revoked session survives.
     if (refreshed.statusCode === 200) t.equal(await me(app, json(refreshed).accessToken), 401, 'a token minted in the race is revoked too')
     for (const access of [tokens.accessToken, others[0]!.accessToken, others[1]!.accessToken]) t.equal(await me(app, access), 401)
+    t.equal(await me(app, third.accessToken), 401, 'revoked or superseded by the password change, either way refused')
+    const changed = results[8]!
     const fresh = json(results[6]!)
-    t.equal(await me(app, fresh.accessToken), 200, 'a login beside the revocations is untouched')
+    if (changed.statusCode === 200) {
+      t.equal(await me(app, fresh.accessToken), 401, 'the password change ends the login that raced it')
+      t.equal(await me(app, json(changed).accessToken), 200, 'the password change\'s own new token works')
+    } else {
+      t.equal(changed.statusCode, 401, 'the password change lost to the revocation of its session')
+      t.equal(await me(app, fresh.accessToken), 200, 'a login beside the revocations is untouched')
+    }
   })
 }
+
+t.test('tokens and resource-server secrets never reach the log', async (t) => {
+  const logLines: Array<Record<string, unknown>> = []
+  const app = await testApp(t, { logLines, env: { RESOURCE_SERVERS: `${RS_ID}:${RS_SECRET}` } })
+  const { tokens } = await signedIn(app)
+  const rs = { authorization: basic(RS_ID, RS_SECRET), 'content-type': 'application/x-www-form-urlencoded' }
+  await app.inject({ method: 'POST', url: '/oauth/introspect', headers: rs, payload: new URLSearchParams({ token: tokens.accessToken }).toString() })
+  await app.inject({ method: 'POST', url: '/oauth/introspect', headers: { ...rs, authorization: basic(RS_ID, `${RS_SECRET}x`) }, payload: 'token=abc' })
+  await app.inject({ method: 'GET', url: '/oauth/revocations', headers: rs })
+  await app.inject({ method: 'POST', url: '/oauth/revoke', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: new URLSearchParams({ token: tokens.refreshToken }).toString() })
+  const text = JSON.stringify(logLines)
+  t.ok(logLines.length > 0, 'something was logged')
+  for (const secret of [tokens.accessToken, tokens.refreshToken, RS_SECRET, Buffer.from(`${RS_ID}:${RS_SECRET}`).toString('base64')]) {
+    t.notOk(text.includes(secret), 'a secret is absent from the log')
+  }
+})
+
+t.test('an issuer with a path has its metadata at the RFC 8414 location', async (t) => {
+  const app = await testApp(t, { env: { PUBLIC_URL: 'https://example.com/auth/', JWT_ISSUER: 'https://example.com/auth' } })
+  for (const url of ['/.well-known/oauth-authorization-server', '/.well-known/oauth-authorization-server/auth']) {
+    const response = await app.inject({ method: 'GET', url })
+    t.equal(response.statusCode, 200, url)
+    t.match(json(response), { issuer: 'https://example.com/auth', token_endpoint: 'https://example.com/auth/oauth/token', revocation_feed_endpoint: 'https://example.com/auth/oauth/revocations' })
+  }
+})
