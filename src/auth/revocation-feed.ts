@@ -119,7 +119,8 @@ export class RevocationFeed {
     const high = Math.max(after?.high ?? 0, settledHigh, ...presentSeqs)
     const oldGaps = new Set(after?.gaps ?? [])
     const gaps: number[] = []
-    for (let seq = Math.max(settledHigh + 1, high - MAX_GAPS); seq < high; seq++) {
+    // Rolled-back work leaves gaps that never fill; the cursor keeps the highest MAX_GAPS of them.
+    for (let seq = settledHigh + 1; seq < high; seq++) {
       if (!presentSeqs.has(seq) && (after === undefined || seq > after.high || oldGaps.has(seq))) gaps.push(seq)
     }
     const events: FeedEvent[] = []

@@ -127,10 +127,25 @@ export function createVerifier (options: VerifierOptions): Verifier {
   const prune = setInterval(() => state.prune(), 60_000)
   prune.unref()
 
+  // The server may be down when the service starts: metadata is read again (with a growing delay)
+  // until it answers; verify() fails closed meanwhile.
+  const discoverUntilFound = async (): Promise<Metadata | undefined> => {
+    const { min, max } = options.reconnectDelayMs ?? { min: 100, max: 5_000 }
+    for (let delay = min; !closed; delay = Math.min(delay * 2, max)) {
+      try {
+        return await discover(options.issuer, fetchImpl)
+      } catch (error) {
+        onError(error as Error)
+        await new Promise((resolve) => setTimeout(resolve, delay).unref())
+      }
+    }
+    return undefined
+  }
+
   const setup = (async () => {
     const metadata = options.jwksUri !== undefined && (!checkRevocations || options.revocationsUrl !== undefined)
       ? undefined
-      : await discover(options.issuer, fetchImpl)
+      : await discoverUntilFound()
     const jwksUri = options.jwksUri ?? metadata?.jwks_uri
     if (jwksUri === undefined) throw new Error(`no jwks_uri for ${options.issuer}`)
     const jwks = createRemoteJWKSet(new URL(jwksUri), {

@@ -13,7 +13,7 @@ import verifierPlugin from '../src/fastify.js'
 const AUDIENCE = 'api'
 const CLIENT = { clientId: 'orders', clientSecret: 'orders-secret-0123456789' }
 
-async function issuer () {
+async function issuer (port = 0) {
   let keys = [{ kid: 'k1', ...(await generateKeyPair('EdDSA', { extractable: true })) }]
   const events: RevocationEvent[] = []
   const streams = new Set<ServerResponse>()
@@ -47,7 +47,7 @@ async function issuer () {
     }
     send(404, {})
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
   const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`
   const revoke = (event: Omit<RevocationEvent, 'id' | 'at' | 'relevantUntil'>, push = true) => {
     const full = { ...event, id: String(events.length + 1), at: new Date().toISOString(), relevantUntil: new Date(Date.now() + 960_000).toISOString() } as RevocationEvent
@@ -185,3 +185,24 @@ t.test('the Fastify plugin protects routes as the server does', async (t) => {
   as.revoke({ kind: 'session', sessionId: 'p1' })
   t.ok(await eventually(async () => (await app.inject({ url: '/orders', headers: { authorization: `Bearer ${token}` } })).json().code === 'AUTH_TOKEN_REVOKED'))
 })
+
+t.test('a verifier started before the server fails closed, then works once the server is up', async (t) => {
+  const probe = createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const port = (probe.address() as { port: number }).port
+  await new Promise((resolve) => probe.close(resolve))
+  const verifier = createVerifier({ issuer: `http://127.0.0.1:${port}`, audience: AUDIENCE, ...CLIENT, readyTimeoutMs: 300, reconnectDelayMs: { min: 50, max: 200 } })
+  t.teardown(verifier.close)
+  const early = await issuerlessToken()
+  t.equal(await refusal(verifier.verify(early)), 'AUTH_VERIFIER_UNAVAILABLE', 'nothing is accepted while the server is unknown')
+  const as = await issuer(port)
+  t.teardown(as.close)
+  const token = await as.sign()
+  t.ok(await eventually(async () => await refusal(verifier.verify(token)) === 'accepted', 10_000), 'accepted once metadata, keys and feed are read')
+})
+
+/** Any well-formed JWT: the verifier must not get as far as checking it. */
+async function issuerlessToken () {
+  const { privateKey } = await generateKeyPair('EdDSA')
+  return new SignJWT({}).setProtectedHeader({ alg: 'EdDSA', typ: 'at+jwt', kid: 'x' }).sign(privateKey)
+}
