@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import { isAccessTokenRevoked, isWellFormedRefreshToken } from '../../auth/token-rules.js'
 import { OAuthError } from './errors.js'
 import { resourceServerAuthenticator } from './resource-servers.js'
-import { OAuthErrorResponse, RevokeBody } from './schemas.js'
+import { BasicAuthHeaders, OAuthErrorResponse, RevokeBody } from './schemas.js'
 
 export const TOKEN_TYPE_HINTS = new Set(['access_token', 'refresh_token'])
 
@@ -18,6 +18,7 @@ export default async function revocationRoutes (app: FastifyInstance) {
   fastify.post('/oauth/revoke', {
     config: { public: true, rateLimit: { max: config.rateLimitMax, timeWindow: 60_000 } },
     schema: {
+      headers: BasicAuthHeaders,
       body: RevokeBody,
       response: { 200: Type.Object({}, { additionalProperties: false }), '4xx': OAuthErrorResponse }
     }
