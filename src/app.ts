@@ -14,6 +14,7 @@ import rateLimits from './plugins/rate-limit.js'
 import redis from './plugins/redis.js'
 import requestHygiene from './plugins/request-hygiene.js'
 import revocationDoorbell from './plugins/revocation-doorbell.js'
+import revocationFeed from './plugins/revocation-feed.js'
 import securityHeaders from './plugins/security-headers.js'
 import authRoutes from './routes/auth/index.js'
 import demoRoutes from './routes/demo/index.js'
@@ -83,6 +84,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await fastify.register(auth, { config, clock })
   await fastify.register(revocationDoorbell)
   if (config.metricsPort !== undefined) await fastify.register((await import('./plugins/metrics.js')).default, { host: config.host, port: config.metricsPort })
+  await fastify.register(revocationFeed)
 
   await fastify.register(healthRoutes)
   await fastify.register(authRoutes)

@@ -45,7 +45,11 @@ const EnvSchema = Type.Object({
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   // Unset: on outside production (see loadConfig).
   DEMO: Type.Optional(Type.Boolean()),
-  SESSION_EVENTS_RETENTION: Type.Integer({ minimum: 1, maximum: 3650, default: 30 })
+  SESSION_EVENTS_RETENTION: Type.Integer({ minimum: 1, maximum: 3650, default: 30 }),
+  PUBLIC_URL: Type.Optional(Type.String({ minLength: 1 })),
+  RESOURCE_SERVERS: Type.Optional(Type.String()),
+  REVOCATION_STREAM_HEARTBEAT: Type.Integer({ minimum: 1, maximum: 15, default: 15 }),
+  REVOCATION_STREAMS_PER_CLIENT: Type.Integer({ minimum: 1, maximum: 1000, default: 4 })
 })
 type Env = Static<typeof EnvSchema>
 
@@ -97,9 +101,16 @@ export interface Config {
   demo: boolean
   /** Days a session's history (GET /auth/sessions/:id/events) is kept. */
   sessionEventsRetentionDays: number
+  /** The server's external origin and optional path prefix, without a trailing slash. */
+  publicUrl: string
+  /** Services that may introspect tokens and read the revocation feed (HTTP Basic). Never logged. */
+  resourceServers: ResourceServerCredential[]
+  revocationStream: { heartbeatSeconds: number, perClient: number }
   /** Messages for the log once the logger exists (e.g. a generated secret). */
   warnings: string[]
 }
+
+export interface ResourceServerCredential { id: string, secret: string }
 
 const BOOLEAN_WORDS: Record<string, boolean> = { true: true, false: false, 1: true, 0: false, yes: true, no: false }
 
@@ -152,6 +163,37 @@ function parseOrigins (list: string): string[] {
     }
     return url.origin
   })
+}
+
+function parsePublicUrl (value: string | undefined, host: string, port: number): string {
+  if (value === undefined) return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new ConfigError('PUBLIC_URL', `must be an absolute URL like https://auth.example.com (got "${value}")`)
+  }
+  if (!/^https?:$/.test(url.protocol) || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
+    throw new ConfigError('PUBLIC_URL', `must be an http(s) origin with an optional path, no query or credentials (got "${value}")`)
+  }
+  return (url.origin + url.pathname).replace(/\/+$/, '')
+}
+
+/** `id:secret` pairs, comma-separated. Messages name the entry by its id, never by its secret. */
+function parseResourceServers (list: string | undefined): ResourceServerCredential[] {
+  const servers: ResourceServerCredential[] = []
+  for (const [index, entry] of (list ?? '').split(',').map((item) => item.trim()).filter(Boolean).entries()) {
+    const colon = entry.indexOf(':')
+    const id = colon < 0 ? '' : entry.slice(0, colon)
+    const secret = colon < 0 ? '' : entry.slice(colon + 1)
+    if (!/^[A-Za-z0-9._~-]{1,100}$/.test(id)) {
+      throw new ConfigError('RESOURCE_SERVERS', `entry ${index + 1} must be id:secret, the id made of letters, digits and . _ ~ -`)
+    }
+    if (secret.length < 16) throw new ConfigError('RESOURCE_SERVERS', `the secret of "${id}" must be at least 16 characters`)
+    if (servers.some((server) => server.id === id)) throw new ConfigError('RESOURCE_SERVERS', `names "${id}" twice`)
+    servers.push({ id, secret })
+  }
+  return servers
 }
 
 /**
@@ -208,6 +250,9 @@ export function loadConfig (source: Record<string, string | undefined> = process
   // An idle lifetime longer than the absolute one is allowed: a refresh token never outlives its
   // session's absolute end (refreshTokenExpiry takes the earlier of the two).
   const allowedOrigins = parseOrigins(env.ALLOWED_ORIGINS)
+  const publicUrl = parsePublicUrl(env.PUBLIC_URL, env.HOST, env.PORT)
+  // The server's own pages (e.g. a demo) call it from its public origin.
+  if (!allowedOrigins.includes(new URL(publicUrl).origin)) allowedOrigins.push(new URL(publicUrl).origin)
   const secret = resolveSecret(env, dataDir, warnings)
   return {
     env: env.NODE_ENV,
@@ -243,6 +288,9 @@ export function loadConfig (source: Record<string, string | undefined> = process
     metricsPort: env.METRICS_PORT,
     demo: env.DEMO ?? env.NODE_ENV !== 'production',
     sessionEventsRetentionDays: env.SESSION_EVENTS_RETENTION,
+    publicUrl,
+    resourceServers: parseResourceServers(env.RESOURCE_SERVERS),
+    revocationStream: { heartbeatSeconds: env.REVOCATION_STREAM_HEARTBEAT, perClient: env.REVOCATION_STREAMS_PER_CLIENT },
     warnings
   }
 }

@@ -43,7 +43,7 @@ t.test('defaults match the contract', async (t) => {
   t.equal(config.allowRegistration, true)
   t.equal(config.trustProxy, false)
   t.equal(config.logLevel, 'info')
-  t.same(config.allowedOrigins, [])
+  t.same(config.allowedOrigins, ['http://127.0.0.1:3000'], 'the public origin alone (PUBLIC_URL defaults to http://HOST:PORT)')
   t.equal(config.redisUrl, undefined)
   t.equal(config.database.provider, 'sqlite')
   t.equal(config.database.url, 'file:./data/auth.db')
@@ -59,7 +59,9 @@ t.test('empty values count as unset', async (t) => {
   t.equal(config.port, 3000)
   t.equal(config.ttl.accessToken, 900)
   t.equal(config.cookieSecure, true)
-  t.same(config.allowedOrigins, [])
+  t.same(config.allowedOrigins, ['http://127.0.0.1:3000'], 'only the public origin (PUBLIC_URL defaults to http://HOST:PORT)')
+  t.equal(config.publicUrl, 'http://127.0.0.1:3000')
+  t.same(config.resourceServers, [])
 })
 
 t.test('good values are taken as given', async (t) => {
@@ -90,7 +92,7 @@ t.test('good values are taken as given', async (t) => {
   t.equal(config.database.provider, 'postgresql')
   if (config.database.provider === 'postgresql') t.equal(config.database.schema, 'auth_server')
   t.same(config.ttl, { accessToken: 300, refreshIdle: 3600, refreshAbsolute: 86_400, reuseGrace: 0 })
-  t.same(config.allowedOrigins, ['https://app.example.com', 'http://localhost:5173'])
+  t.same(config.allowedOrigins, ['https://app.example.com', 'http://localhost:5173', 'http://0.0.0.0:8080'])
   t.equal(config.cookieSecure, false)
   t.equal(config.accessTokenQueryParam, true)
   t.equal(config.allowRegistration, false)
@@ -135,7 +137,17 @@ t.test('bad values throw a ConfigError that names the variable', async (t) => {
     ['LOGIN_LOCK_WINDOW', 'abc'],
     ['RATE_LIMIT_MAX', '0'],
     ['RATE_LIMIT_MAX', 'lots'],
-    ['REDIS_URL', 'http://cache.internal:6379']
+    ['REDIS_URL', 'http://cache.internal:6379'],
+    ['PUBLIC_URL', 'auth.example.com'],
+    ['PUBLIC_URL', 'ftp://auth.example.com'],
+    ['PUBLIC_URL', 'https://auth.example.com/?x=1'],
+    ['PUBLIC_URL', 'https://user:pw@auth.example.com'],
+    ['RESOURCE_SERVERS', 'orders'],
+    ['RESOURCE_SERVERS', 'orders:short'],
+    ['RESOURCE_SERVERS', ':0123456789abcdefghij'],
+    ['RESOURCE_SERVERS', 'a:0123456789abcdefghij,a:0123456789abcdefghij'],
+    ['REVOCATION_STREAM_HEARTBEAT', '16'],
+    ['REVOCATION_STREAMS_PER_CLIENT', '0']
   ]
   for (const [variable, value] of cases) {
     const env: Record<string, string> = { [variable]: value }
@@ -198,4 +210,25 @@ t.test('the generated secret lives beside the SQLite file', async (t) => {
   const file = join(cwd, 'var', 'db', 'jwt-secret')
   t.ok(existsSync(file))
   t.equal(loadConfig({ DATABASE_URL: 'file:./var/db/auth.db' }, cwd).jwt.secret, config.jwt.secret)
+})
+
+t.test('PUBLIC_URL and RESOURCE_SERVERS', async (t) => {
+  const cwd = tempDir(t)
+  const config = loadConfig({
+    JWT_SECRET: SECRET,
+    PUBLIC_URL: 'https://example.com/auth/',
+    ALLOWED_ORIGINS: 'https://app.example.com',
+    RESOURCE_SERVERS: 'orders:orders-secret-0123456789, billing:a:secret:with:colons'
+  }, cwd)
+  t.equal(config.publicUrl, 'https://example.com/auth', 'kept with its path, without the trailing slash')
+  t.same(config.allowedOrigins, ['https://app.example.com', 'https://example.com'], 'its origin is allowed')
+  t.same(config.resourceServers, [{ id: 'orders', secret: 'orders-secret-0123456789' }, { id: 'billing', secret: 'a:secret:with:colons' }])
+  t.same(loadConfig({ JWT_SECRET: SECRET, PUBLIC_URL: 'https://example.com', ALLOWED_ORIGINS: 'https://example.com' }, cwd).allowedOrigins, ['https://example.com'], 'not twice')
+  try {
+    loadConfig({ JWT_SECRET: SECRET, RESOURCE_SERVERS: 'orders:tiny-secret' }, cwd)
+    t.fail('a short secret is refused')
+  } catch (error) {
+    t.match((error as Error).message, /RESOURCE_SERVERS/)
+    t.notOk((error as Error).message.includes('tiny-secret'), 'the message does not show the secret')
+  }
 })

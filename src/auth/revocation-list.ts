@@ -41,6 +41,7 @@ export class RevocationList implements RevocationView {
   /** seq → createdAt of events applied and possibly read again (seq above the cursor). */
   private readonly appliedRecently = new Map<number, number>()
   private readonly propagationListeners: Array<(lagMs: number) => void> = []
+  private readonly eventListeners: Array<(events: RevocationEventRecord[]) => void> = []
 
   /**
    * @param relevantUntil when an event made at a given time stops mattering (revocationRelevantUntil):
@@ -69,6 +70,7 @@ export class RevocationList implements RevocationView {
   record (event: RevocationEventRecord): void {
     this.apply(event)
     this.noteApplied(event, true)
+    this.announce([event])
     for (const listener of this.recordedListeners) listener()
   }
 
@@ -91,6 +93,18 @@ export class RevocationList implements RevocationView {
 
   onRecorded (listener: () => void): void {
     this.recordedListeners.push(listener)
+  }
+
+  /**
+   * Every event this instance learns of, its own at commit and others' as read from the log (the
+   * revocation feed). An event may be announced more than once; listeners must not block.
+   */
+  onEvents (listener: (events: RevocationEventRecord[]) => void): void {
+    this.eventListeners.push(listener)
+  }
+
+  private announce (events: RevocationEventRecord[]): void {
+    if (events.length > 0) for (const listener of this.eventListeners) listener(events)
   }
 
   apply (event: RevocationEventRecord): void {
@@ -151,6 +165,7 @@ export class RevocationList implements RevocationView {
     }
     // Events at or below the cursor are never read again.
     for (const seq of this.appliedRecently.keys()) if (seq <= this.cursor) this.appliedRecently.delete(seq)
+    this.announce(events)
   }
 
   /** Forgets entries whose access tokens have all expired. */

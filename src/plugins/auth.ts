@@ -29,7 +29,7 @@ export interface Principal {
   client: ClientKind
 }
 
-interface AccessTokenPayload extends AccessTokenClaims {
+export interface AccessTokenPayload extends AccessTokenClaims {
   preferred_username: string
   jti: string
   iat: number
@@ -44,6 +44,8 @@ declare module 'fastify' {
     passwordHasher: PasswordHasher
     /** Verifies the request's access token; rejects with the contract's AUTH_TOKEN_* errors. */
     verifyAccessToken: (request: FastifyRequest) => Promise<Principal>
+    /** The claims of a token this server signed and that has not expired, else null; revocation not checked. */
+    inspectAccessToken: (token: string) => AccessTokenPayload | null
   }
   interface FastifyRequest {
     /** Set on every protected route; null on public ones. */
@@ -228,6 +230,13 @@ export default fp(async function auth (fastify, { config, clock }: AuthPluginOpt
   fastify.decorate('revocations', revocations)
   fastify.decorate('passwordHasher', passwordHasher)
   fastify.decorate('verifyAccessToken', verifyAccessToken)
+  fastify.decorate('inspectAccessToken', (token: string) => {
+    try {
+      return verifyAccessJwt(token).payload
+    } catch {
+      return null
+    }
+  })
   fastify.decorateRequest('principal', null)
 
   // Protected by default: every route gets the check unless its config says `public: true`. Attached

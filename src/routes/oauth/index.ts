@@ -10,18 +10,10 @@ import { isWellFormedRefreshToken } from '../../auth/token-rules.js'
 import type { IssuedTokens } from '../../auth/sessions.js'
 import { LOGIN_USERNAME_MAX_LENGTH } from '../../auth/usernames.js'
 import { sendError, shape, translateDatabaseError } from '../../plugins/error-handler.js'
-
-type OAuthErrorCode = 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unsupported_grant_type'
-
-class OAuthError extends Error {
-  /**
-   * @param code the contract's machine code for the same failure (the `code` member of every error
-   * body), beside the RFC 6749 `error`.
-   */
-  constructor (readonly error: OAuthErrorCode, description: string, readonly code: string, readonly statusCode = 400) {
-    super(description)
-  }
-}
+import { OAuthError, type OAuthErrorCode, oauthErrorBody } from './errors.js'
+import resourceServerRoutes from './introspection.js'
+import revocationFeedRoutes from './revocation-feed.js'
+import revocationRoutes from './revocation.js'
 
 const TokenRequest = Type.Object({
   grant_type: Type.Union([Type.Literal('password'), Type.Literal('refresh_token')]),
@@ -59,15 +51,6 @@ const TOKEN_RESPONSES = {
 /** How the domain's errors read in OAuth terms (RFC 6749 §5.2). */
 const GRANT_ERRORS = new Set(['AUTH_INVALID_CREDENTIALS', 'AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED'])
 
-/**
- * An RFC 6749 §5.2 body (error, error_description) that also has the contract's error shape:
- * statusCode, code (the contract's machine code) and message. `error` stays the OAuth code, as
- * OAuth clients require; the extra members are ignored by them (RFC 6749 §8.2 allows them).
- */
-function oauthErrorBody (statusCode: number, error: OAuthErrorCode, code: string, description: string) {
-  return { error, error_description: description, statusCode, code, message: description }
-}
-
 function requireParameter (body: Record<string, unknown>, name: string): string {
   const value = body[name]
   if (value === undefined || value === '') throw new OAuthError('invalid_request', `Missing parameter: ${name}`, 'VALIDATION_ERROR')
@@ -95,6 +78,8 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
       return reply.status(429).send(oauthErrorBody(429, 'invalid_request', error.code, error.message))
     }
     const shaped = shape(error)
+    // A route switched off (introspection without RESOURCE_SERVERS) is an unknown route.
+    if (shaped.code === 'NOT_FOUND') return sendError(request, reply, error)
     if (shaped.statusCode >= 400 && shaped.statusCode < 500) {
       return reply.status(shaped.statusCode).send(oauthErrorBody(shaped.statusCode, 'invalid_request', shaped.code, shaped.message))
     }
@@ -146,4 +131,8 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
       refresh_token: issued.refreshToken
     }
   })
+
+  await fastify.register(revocationRoutes)
+  await fastify.register(resourceServerRoutes)
+  await fastify.register(revocationFeedRoutes)
 }

@@ -1,0 +1,228 @@
+// The RFC 8414 / 7009 / 7662 surface driven by client libraries nobody here wrote: openid-client
+// (discovery, tokenRevocation, tokenIntrospection) and oauth4webapi; then the RFCs' errors by hand.
+import { createServer } from 'node:net'
+import * as oauth from 'oauth4webapi'
+import * as openid from 'openid-client'
+import type { FastifyInstance } from 'fastify'
+import t from 'tap'
+import { PASSWORD, bearer, json, login, refresh, register, signedIn, testApp, testDatabases } from '../helpers.js'
+
+const RS_ID = 'orders-service'
+const RS_SECRET = 'orders-secret-0123456789'
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** An app listening on the port its PUBLIC_URL and JWT_ISSUER name. */
+async function listeningApp (t: Parameters<typeof testApp>[0], database: 'sqlite' | 'postgresql', env: Record<string, string> = {}) {
+  const port = await freePort()
+  const base = `http://127.0.0.1:${port}`
+  const app = await testApp(t, { database, env: { PUBLIC_URL: base, JWT_ISSUER: base, RESOURCE_SERVERS: `${RS_ID}:${RS_SECRET}`, ...env } })
+  await app.listen({ host: '127.0.0.1', port })
+  return { app, base }
+}
+
+const me = async (app: FastifyInstance, accessToken: string) => (await app.inject({ method: 'GET', url: '/auth/me', headers: bearer(accessToken) })).statusCode
+
+function basic (id: string, secret: string) {
+  return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`
+}
+const form = (fields: Record<string, string>, headers: Record<string, string> = {}) =>
+  ({ headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(fields).toString() })
+
+for (const database of testDatabases()) {
+  t.test(`openid-client discovers, revokes and introspects (${database})`, async (t) => {
+    const { app, base } = await listeningApp(t, database)
+    const options = { execute: [openid.allowInsecureRequests], algorithm: 'oauth2' as const }
+    const publicClient = await openid.discovery(new URL(base), 'mobile', undefined, openid.None(), options)
+    const resourceServer = await openid.discovery(new URL(base), RS_ID, RS_SECRET, openid.ClientSecretBasic(RS_SECRET), options)
+    const metadata = publicClient.serverMetadata()
+    t.equal(metadata.issuer, base)
+    t.equal(metadata.token_endpoint, `${base}/oauth/token`)
+    t.equal(metadata.revocation_endpoint, `${base}/oauth/revoke`)
+    t.equal(metadata.introspection_endpoint, `${base}/oauth/introspect`)
+    t.equal(metadata.jwks_uri, `${base}/.well-known/jwks.json`)
+    t.same(metadata.grant_types_supported, ['password', 'refresh_token'])
+    t.same(metadata.token_endpoint_auth_methods_supported, ['none'])
+    t.same(metadata.introspection_endpoint_auth_methods_supported, ['client_secret_basic'])
+    t.ok(Array.isArray(metadata.response_types_supported))
+    t.ok(Array.isArray(metadata.revocation_endpoint_auth_methods_supported))
+
+    // Access token: active with the contract's members, then revoked by the public client.
+    const { username, tokens } = await signedIn(app)
+    const active = await openid.tokenIntrospection(resourceServer, tokens.accessToken)
+    t.equal(active.active, true)
+    t.match(active, { sub: tokens.user.id, username, client_id: 'mobile', token_type: 'Bearer', iss: base, aud: app.config.jwt.audience })
+    t.type(active.sid, 'string')
+    t.type(active.exp, 'number')
+    t.type(active.iat, 'number')
+    const refreshActive = await openid.tokenIntrospection(resourceServer, tokens.refreshToken, { token_type_hint: 'refresh_token' })
+    t.match(refreshActive, { active: true, sub: tokens.user.id, sid: active.sid, token_type: 'refresh_token' })
+
+    await openid.tokenRevocation(publicClient, tokens.accessToken)
+    t.equal(await me(app, tokens.accessToken), 401, 'the revoked access token is refused at once')
+    t.same(await openid.tokenIntrospection(resourceServer, tokens.accessToken), { active: false })
+    t.same(await openid.tokenIntrospection(resourceServer, tokens.refreshToken), { active: false }, 'its session ended: the refresh token too')
+    t.equal((await refresh(app, tokens.refreshToken)).statusCode, 401)
+
+    // Refresh token revoked: its session's access token dies with it.
+    const second = await login(app, username)
+    await openid.tokenRevocation(publicClient, second.refreshToken, { token_type_hint: 'refresh_token' })
+    t.equal(await me(app, second.accessToken), 401)
+    t.equal(json(await app.inject({ method: 'GET', url: '/auth/me', headers: bearer(second.accessToken) })).code, 'AUTH_TOKEN_REVOKED')
+
+    // Revoking again, or revoking garbage, is 200 (RFC 7009 §2.2).
+    await openid.tokenRevocation(publicClient, second.refreshToken)
+    await openid.tokenRevocation(publicClient, 'not-a-token-at-all')
+    await openid.tokenRevocation(publicClient, 'a'.repeat(43))
+
+    // Wrong resource-server credentials: the library sees invalid_client.
+    const impostor = await openid.discovery(new URL(base), RS_ID, 'wrong-secret-0123456789', openid.ClientSecretBasic('wrong-secret-0123456789'), options)
+    const failure = await openid.tokenIntrospection(impostor, second.accessToken).then(() => null, (error: unknown) => error)
+    // The library reports the Basic challenge (RFC 7235) first; the body is RFC 6749's invalid_client.
+    t.ok(failure instanceof openid.WWWAuthenticateChallengeError)
+    const challenge = failure as openid.WWWAuthenticateChallengeError
+    t.equal(challenge.status, 401)
+    t.equal(challenge.cause[0]?.scheme, 'basic')
+    t.equal((await challenge.response.json()).error, 'invalid_client')
+  })
+
+  t.test(`oauth4webapi discovers, revokes and introspects (${database})`, async (t) => {
+    const { app, base } = await listeningApp(t, database)
+    const insecure = { [oauth.allowInsecureRequests]: true } as const
+    const issuer = new URL(base)
+    const as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { algorithm: 'oauth2', ...insecure }))
+    const { tokens } = await signedIn(app)
+    const rs: oauth.Client = { client_id: RS_ID }
+    const introspect = async (token: string) => oauth.processIntrospectionResponse(as, rs,
+      await oauth.introspectionRequest(as, rs, oauth.ClientSecretBasic(RS_SECRET), token, insecure))
+    t.equal((await introspect(tokens.accessToken)).active, true)
+    const mobile: oauth.Client = { client_id: 'mobile' }
+    await oauth.processRevocationResponse(await oauth.revocationRequest(as, mobile, oauth.None(), tokens.refreshToken, insecure))
+    t.equal((await introspect(tokens.accessToken)).active, false)
+    t.equal(await me(app, tokens.accessToken), 401)
+  })
+
+  t.test(`revocation and introspection errors per the RFCs (${database})`, async (t) => {
+    const { app } = await listeningApp(t, database, { RATE_LIMIT_MAX: '12' })
+    const { tokens } = await signedIn(app)
+    const rs = { authorization: basic(RS_ID, RS_SECRET) }
+    const post = async (url: string, fields: Record<string, string>, headers: Record<string, string> = {}) =>
+      app.inject({ method: 'POST', url, ...form(fields, headers), payload: form(fields).body })
+
+    let response = await post('/oauth/revoke', {})
+    t.equal(response.statusCode, 400)
+    t.match(json(response), { error: 'invalid_request', statusCode: 400, code: 'VALIDATION_ERROR' })
+    response = await post('/oauth/revoke', { token: tokens.accessToken, token_type_hint: 'id_token' })
+    t.match(json(response), { error: 'unsupported_token_type' })
+    t.equal(await me(app, tokens.accessToken), 200, 'a refused revocation changes nothing')
+    response = await app.inject({ method: 'POST', url: '/oauth/revoke', headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ token: tokens.accessToken }) })
+    t.ok(response.statusCode >= 400 && response.statusCode < 500, `JSON is refused (${response.statusCode})`)
+    response = await post('/oauth/revoke', { token: tokens.accessToken }, { authorization: basic(RS_ID, 'nope-nope-nope-nope') })
+    t.equal(response.statusCode, 401)
+    t.match(response.headers['www-authenticate'], /^Basic/)
+    t.equal(await me(app, tokens.accessToken), 200)
+    t.equal(response.headers['cache-control'], 'no-store')
+
+    // Introspection: authentication first, then the body.
+    for (const headers of [{}, { authorization: basic(RS_ID, 'wrong-wrong-wrong-wrong') }, { authorization: basic('other', RS_SECRET) }, { authorization: 'Basic !!!' }, bearer(tokens.accessToken)]) {
+      response = await post('/oauth/introspect', { token: tokens.accessToken }, headers)
+      t.equal(response.statusCode, 401)
+      t.match(json(response), { error: 'invalid_client', statusCode: 401 })
+      t.match(response.headers['www-authenticate'], /^Basic/)
+    }
+    response = await post('/oauth/introspect', {}, rs)
+    t.match(json(response), { error: 'invalid_request', statusCode: 400 })
+    response = await post('/oauth/introspect', { token: tokens.accessToken, token_type_hint: 'saml' }, rs)
+    t.match(json(response), { error: 'unsupported_token_type', statusCode: 400 })
+    for (const token of ['garbage', 'x'.repeat(43), tokens.accessToken.slice(0, -2) + 'xx', 'a.b.c']) {
+      response = await post('/oauth/introspect', { token }, rs)
+      t.equal(response.statusCode, 200)
+      t.same(json(response), { active: false })
+    }
+    response = await post('/oauth/introspect', { token: 'x'.repeat(9000) }, rs)
+    t.equal(response.statusCode, 400, 'an oversized token is a 400')
+
+    // The per-address limit counts revocations.
+    let limited = 0
+    for (let i = 0; i < 14; i++) if ((await post('/oauth/revoke', { token: 'unknown' })).statusCode === 429) limited++
+    t.ok(limited > 0, 'revocation is rate limited per address')
+  })
+
+  t.test(`introspection and the feed are 404 without RESOURCE_SERVERS (${database})`, async (t) => {
+    const app = await testApp(t, { database })
+    for (const [method, url] of [['POST', '/oauth/introspect'], ['GET', '/oauth/revocations'], ['GET', '/oauth/revocations/stream']] as const) {
+      const response = await app.inject({ method, url, headers: { authorization: basic('x', 'y'), 'content-type': 'application/x-www-form-urlencoded' }, payload: method === 'POST' ? 'token=abc' : undefined })
+      t.equal(response.statusCode, 404, `${method} ${url}`)
+      t.match(json(response), { statusCode: 404, code: 'NOT_FOUND', error: 'Not Found' })
+    }
+    const revoke = await app.inject({ method: 'POST', url: '/oauth/revoke', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'token=abc' })
+    t.equal(revoke.statusCode, 200, 'revocation needs no resource servers')
+    const metadata = json(await app.inject({ method: 'GET', url: '/.well-known/oauth-authorization-server' }))
+    t.equal(metadata.token_endpoint, 'http://127.0.0.1:3000/oauth/token', 'PUBLIC_URL defaults to http://HOST:PORT')
+    t.notOk('dpop_signing_alg_values_supported' in metadata, 'no DPoP yet')
+  })
+
+  t.test(`revocation races logins, refreshes and password changes (${database})`, async (t) => {
+    const { app } = await listeningApp(t, database)
+    const { username, tokens } = await signedIn(app)
+    const others = await Promise.all([login(app, username), login(app, username)])
+    const revoke = (token: string) => app.inject({ method: 'POST', url: '/oauth/revoke', ...form({ token }), payload: form({ token }).body })
+    const third = await login(app, username)
+    const results = await Promise.all([
+      revoke(tokens.refreshToken), revoke(tokens.refreshToken), refresh(app, tokens.refreshToken), revoke(others[0]!.accessToken),
+      app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: others[1]!.refreshToken } }),
+      revoke(others[1]!.refreshToken),
+      app.inject({ method: 'POST', url: '/auth/login', payload: { username, password: PASSWORD } }),
+      revoke(third.accessToken),
+      app.inject({ method: 'POST', url: '/auth/password', headers: bearer(third.accessToken), payload: { currentPassword: PASSWORD, newPassword: 'raced new passphrase' } })
+    ])
+    for (const response of results) t.ok(response.statusCode < 500, `no 5xx (${response.statusCode})`)
+    t.equal(results[0]!.statusCode, 200)
+    t.equal(results[1]!.statusCode, 200)
+    const refreshed = results[2]!
+    // Whichever won, nothing of the revoked session survives.
+    if (refreshed.statusCode === 200) t.equal(await me(app, json(refreshed).accessToken), 401, 'a token minted in the race is revoked too')
+    for (const access of [tokens.accessToken, others[0]!.accessToken, others[1]!.accessToken]) t.equal(await me(app, access), 401)
+    t.equal(await me(app, third.accessToken), 401, 'revoked or superseded by the password change, either way refused')
+    const changed = results[8]!
+    const fresh = json(results[6]!)
+    if (changed.statusCode === 200) {
+      t.equal(await me(app, fresh.accessToken), 401, 'the password change ends the login that raced it')
+      t.equal(await me(app, json(changed).accessToken), 200, 'the password change\'s own new token works')
+    } else {
+      t.equal(changed.statusCode, 401, 'the password change lost to the revocation of its session')
+      t.equal(await me(app, fresh.accessToken), 200, 'a login beside the revocations is untouched')
+    }
+  })
+}
+
+t.test('tokens and resource-server secrets never reach the log', async (t) => {
+  const logLines: Array<Record<string, unknown>> = []
+  const app = await testApp(t, { logLines, env: { RESOURCE_SERVERS: `${RS_ID}:${RS_SECRET}` } })
+  const { tokens } = await signedIn(app)
+  const rs = { authorization: basic(RS_ID, RS_SECRET), 'content-type': 'application/x-www-form-urlencoded' }
+  await app.inject({ method: 'POST', url: '/oauth/introspect', headers: rs, payload: new URLSearchParams({ token: tokens.accessToken }).toString() })
+  await app.inject({ method: 'POST', url: '/oauth/introspect', headers: { ...rs, authorization: basic(RS_ID, `${RS_SECRET}x`) }, payload: 'token=abc' })
+  await app.inject({ method: 'GET', url: '/oauth/revocations', headers: rs })
+  await app.inject({ method: 'POST', url: '/oauth/revoke', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: new URLSearchParams({ token: tokens.refreshToken }).toString() })
+  const text = JSON.stringify(logLines)
+  t.ok(logLines.length > 0, 'something was logged')
+  for (const secret of [tokens.accessToken, tokens.refreshToken, RS_SECRET, Buffer.from(`${RS_ID}:${RS_SECRET}`).toString('base64')]) {
+    t.notOk(text.includes(secret), 'a secret is absent from the log')
+  }
+})
+
+t.test('an issuer with a path has its metadata at the RFC 8414 location', async (t) => {
+  const app = await testApp(t, { env: { PUBLIC_URL: 'https://example.com/auth/', JWT_ISSUER: 'https://example.com/auth' } })
+  for (const url of ['/.well-known/oauth-authorization-server', '/.well-known/oauth-authorization-server/auth']) {
+    const response = await app.inject({ method: 'GET', url })
+    t.equal(response.statusCode, 200, url)
+    t.match(json(response), { issuer: 'https://example.com/auth', token_endpoint: 'https://example.com/auth/oauth/token', revocation_feed_endpoint: 'https://example.com/auth/oauth/revocations' })
+  }
+})
