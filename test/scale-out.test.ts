@@ -146,6 +146,8 @@ if (databaseUrl !== undefined) t.test('database lost mid-run: 503s, not crashes;
   const app = await testApp(t, { env: { DATABASE_URL: viaProxy.toString() } })
   t.teardown(() => proxy.close())
   const { tokens } = await signedIn(app)
+  // Known to this instance (confirmed against the database at its first use) before the outage.
+  t.equal((await app.inject({ method: 'GET', url: '/auth/me', headers: bearer(tokens.accessToken) })).statusCode, 200)
 
   await proxy.cut()
   const orders = await app.inject({ method: 'GET', url: '/orders', headers: bearer(tokens.accessToken) })
