@@ -91,6 +91,20 @@ export class CredentialsChanged extends Error {
   }
 }
 
+/**
+ * Why a session is over, as its holder is told when it presents a refresh token of it (the error's
+ * `reason`; @auth-server/client's onSessionEnded reasons). The holder had the session, so this tells
+ * it nothing it could not have known.
+ */
+export type SessionEndReason = 'logout' | 'reused' | 'revoked' | 'expired' | 'password-changed'
+function sessionEndOf (verdict: 'session-ended' | 'session-expired' | 'idle-expired' | 'revoked', revokedReason: string | null): SessionEndReason {
+  if (verdict === 'session-expired' || verdict === 'idle-expired') return 'expired'
+  if (revokedReason === 'logout') return 'logout'
+  if (revokedReason === 'reuse') return 'reused'
+  if (revokedReason === 'password-change' || revokedReason === 'password-reset') return 'password-changed'
+  return 'revoked'
+}
+
 /** A rotation that lost to a concurrent change is judged again, at most this many times in all. */
 const MAX_ROTATION_ATTEMPTS = 3
 
@@ -99,7 +113,7 @@ interface PresentedTokenRow extends PresentedToken {
   id: string
   successorSealed: string | null
   client: ClientKind
-  session: TokenSession & { id: string, refreshCount: number, lastIp: string | null, lastUserAgent: string | null }
+  session: TokenSession & { id: string, revokedReason: string | null, refreshCount: number, lastIp: string | null, lastUserAgent: string | null }
   successor: SuccessorState | null
   userId: string
   username: string
@@ -116,6 +130,7 @@ interface RawPresentedToken {
   sessionId: string
   client: string
   sessionRevokedAt: RawTime
+  sessionRevokedReason: string | null
   sessionExpiresAt: RawTime
   sessionTokenVersion: number | bigint
   refreshCount: number | bigint
@@ -261,7 +276,7 @@ export class SessionService {
         if (verdict.reason === 'session-expired' || verdict.reason === 'idle-expired') {
           await this.recordExpiry(token.session.id, token.userId, verdict.reason === 'session-expired' ? token.session.expiresAt : token.expiresAt)
         }
-        throw this.refusal(verdict.reason === 'session-expired' || verdict.reason === 'idle-expired' ? 'expired' : 'refused', token)
+        throw this.refusal(verdict.reason === 'session-expired' || verdict.reason === 'idle-expired' ? 'expired' : 'refused', token, sessionEndOf(verdict.reason, token.session.revokedReason))
     }
   }
 
@@ -270,16 +285,16 @@ export class SessionService {
   }
 
   /** Reports a refresh that gets no tokens, and returns the error that answers it. */
-  private refusal (outcome: RefreshOutcome, token: PresentedTokenRow | null): Error {
+  private refusal (outcome: RefreshOutcome, token: PresentedTokenRow | null, sessionEnded?: SessionEndReason): Error {
     this.reportRefresh(outcome, token)
-    return new RefreshInvalid()
+    return sessionEnded === undefined ? new RefreshInvalid() : Object.assign(new RefreshInvalid(), { sessionEnded })
   }
 
   /** The presented token with its session, user and successor: everything judging it needs, in one query. */
   private async findPresentedToken (tokenHash: string): Promise<PresentedTokenRow | null> {
     const rows = await this.db.$queryRaw<RawPresentedToken[]>`
       SELECT t."id", t."retiredAt", t."retiredReason", t."expiresAt", t."successorSealed",
-             s."id" AS "sessionId", s."client", s."revokedAt" AS "sessionRevokedAt", s."expiresAt" AS "sessionExpiresAt",
+             s."id" AS "sessionId", s."client", s."revokedAt" AS "sessionRevokedAt", s."revokedReason" AS "sessionRevokedReason", s."expiresAt" AS "sessionExpiresAt",
              s."tokenVersion" AS "sessionTokenVersion",
              s."refreshCount", s."ip" AS "sessionIp", s."userAgent" AS "sessionUserAgent", s."lastIp", s."lastUserAgent",
              u."id" AS "userId", u."username", u."tokenVersion", u."disabled",
@@ -302,6 +317,7 @@ export class SessionService {
       session: {
         id: row.sessionId,
         revokedAt: timeOf(row.sessionRevokedAt),
+        revokedReason: row.sessionRevokedReason,
         expiresAt: timeOf(row.sessionExpiresAt)!,
         outdated: Number(row.sessionTokenVersion) < Number(row.tokenVersion),
         refreshCount: Number(row.refreshCount),

@@ -21,7 +21,7 @@ const CODES_BY_STATUS: Record<number, string> = {
 }
 
 export interface ShapedError { statusCode: number, code: string, message: string }
-type HandledError = FastifyError & { retryAfter?: number }
+type HandledError = FastifyError & { retryAfter?: number, sessionEnded?: string }
 
 /**
  * A write that referred to a vanished row means the caller's account is gone: with a verified
@@ -81,7 +81,9 @@ export function sendError (request: FastifyRequest, reply: FastifyReply, thrown:
     statusCode: shaped.statusCode,
     code: shaped.code,
     error: STATUS_CODES[shaped.statusCode] ?? 'Error',
-    message: shaped.message
+    message: shaped.message,
+    // A refresh token of an ended session: why it ended (logout, reused, revoked, expired, password-changed).
+    ...(shaped.statusCode === 401 && typeof error.sessionEnded === 'string' ? { reason: error.sessionEnded } : {})
   })
 }
 

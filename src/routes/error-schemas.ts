@@ -23,5 +23,17 @@ export function errorResponses<S extends number> (codesByStatus: Record<S, strin
   return responses
 }
 
+/** Why a session ended, on the 401 that refuses a refresh token of it (`reason` beside `code`). */
+export const SESSION_END_REASONS = ['logout', 'reused', 'revoked', 'expired', 'password-changed']
+
+/** The refresh endpoint's 401: the error body, plus `reason` when the token's session has ended. */
+export function refreshRefusedBody (codes: string[]) {
+  const body = errorBody(401, codes)
+  return Type.Object({
+    ...body.properties,
+    reason: Type.Optional(Type.Unsafe<string>({ type: 'string', enum: SESSION_END_REASONS, description: 'why the session ended (when it has)' }))
+  }, { description: `${STATUS_CODES[401] ?? 'Unauthorized'}: ${codes.join(', ')}` })
+}
+
 /** A 204: no body. */
 export const NoContent = (description: string) => Type.Unsafe<void>(Type.Null({ description }))

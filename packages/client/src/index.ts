@@ -24,7 +24,8 @@ export interface Session {
 }
 
 /** Why a session ended, as onSessionEnded reports it. */
-export type SessionEndReason = 'logout' | 'reused' | 'revoked' | 'expired' | 'password-changed'
+const SESSION_END_REASONS = ['logout', 'reused', 'revoked', 'expired', 'password-changed'] as const
+export type SessionEndReason = typeof SESSION_END_REASONS[number]
 
 /** Where mobile mode keeps the refresh token: expo-secure-store, react-native-keychain, a file… */
 export interface StorageAdapter {
@@ -512,12 +513,15 @@ class Client {
     if (this.generation !== generation && this.token !== null && this.isFresh(this.token)) return true
     // The session ended here while the request was out (a logout): it is not ended twice.
     if (this.generation !== generation && this.token === null && stale !== null) return false
+    // The server says why a session it knows of ended (`reason`); an unknown token has none.
+    const reason = (body as { reason?: unknown } | undefined)?.reason
+    const told = typeof reason === 'string' && (SESSION_END_REASONS as readonly string[]).includes(reason) ? reason as SessionEndReason : undefined
     if (code === 'AUTH_REFRESH_REUSED') {
       await this.endSession('reused')
     } else if (stale !== null || this.token !== null || this.mode === 'mobile') {
       // Mobile: a stored token is a session the app knew of, even before this start's first refresh.
       // Web: a tab without a token that finds no live cookie simply has no session.
-      await this.endSession(this.revokedSeen ? 'revoked' : 'expired')
+      await this.endSession(told ?? (this.revokedSeen ? 'revoked' : 'expired'))
     }
     this.revokedSeen = false
     return false

@@ -109,7 +109,7 @@ for (const database of testDatabases()) {
       const staleEnded: SessionEndReason[] = []
       stale.onSessionEnded((reason) => staleEnded.push(reason))
       t.equal(await stale.resume(), null, 'a dead stored token: no session')
-      t.same(staleEnded, ['expired'], 'and the app is told it ended')
+      t.same(staleEnded, ['logout'], 'and the app is told why it ended (the server names the logout)')
       t.equal(deadStorage.values.has(STORAGE_KEY), false, 'the dead token is deleted')
     })
 
@@ -150,6 +150,26 @@ for (const database of testDatabases()) {
       t.equal(storage.values.has(STORAGE_KEY), false, 'the dead token is deleted from storage')
       const thiefAgain = await fetch(`${server.baseUrl}/auth/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: thiefToken }) })
       t.equal(thiefAgain.status, 401, 'the thief\'s token died with the session')
+    })
+
+    t.test('a password changed on another device: this one is told "password-changed"', async (t) => {
+      const server = await startServer(t, database, {})
+      const { username, password } = await registerUser(server.baseUrl)
+      const client = createAuthClient({ baseUrl: server.baseUrl, mode: 'mobile', storage: memoryStorage() })
+      t.teardown(() => client.close())
+      const ended: SessionEndReason[] = []
+      client.onSessionEnded((reason) => ended.push(reason))
+      await client.login(username, password)
+      const other = createAuthClient({ baseUrl: server.baseUrl, mode: 'mobile', storage: memoryStorage() })
+      t.teardown(() => other.close())
+      await other.login(username, password)
+      await other.changePassword(password, 'another long passphrase')
+
+      const response = await client.fetch('/orders')
+      t.equal(response.status, 401, 'the refused answer is returned')
+      t.same(ended, ['password-changed'])
+      t.equal(client.user(), null)
+      t.ok(other.user(), 'the device that changed it goes on')
     })
 
     t.test('a session revoked elsewhere: the next request ends it with "revoked"', async (t) => {

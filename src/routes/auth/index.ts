@@ -11,7 +11,7 @@ import {
   TokenResponse, UserResponse
 } from './schemas.js'
 import { clearRefreshCookie, presentedRefreshToken, sendTokens } from './web-clients.js'
-import { NoContent, errorResponses } from '../error-schemas.js'
+import { NoContent, errorResponses, refreshRefusedBody } from '../error-schemas.js'
 
 /** Refresh and logout take the token in the body (no scheme), or in the cookie with the CSRF header. */
 const COOKIE_SECURITY: Record<string, string[]> = { refreshCookie: [], csrfHeader: [] }
@@ -79,7 +79,8 @@ export default async function authRoutes (app: FastifyInstance) {
         body: RefreshBody,
         response: {
           200: TokenResponse,
-          ...errorResponses({ 400: ['VALIDATION_ERROR'], 401: ['AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED'], 403: ['AUTH_CSRF'] })
+          ...errorResponses({ 400: ['VALIDATION_ERROR'], 403: ['AUTH_CSRF'] }),
+          401: refreshRefusedBody(['AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED'])
         }
       }
     }, async (request, reply) => {

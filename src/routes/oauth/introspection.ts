@@ -21,6 +21,9 @@ export default async function introspectionRoutes (app: FastifyInstance) {
     // Authentication comes before the body is read: an unauthenticated caller learns nothing from validation.
     preValidation: async (request) => { authenticateResourceServer(request) },
     schema: {
+      tags: ['oauth'],
+      summary: 'Whether a token is active, for resource servers (RFC 7662)',
+      security: [{ resourceServerBasic: [] }],
       headers: BasicAuthHeaders,
       body: IntrospectBody,
       response: { 200: IntrospectionResponse, '4xx': OAuthErrorResponse }

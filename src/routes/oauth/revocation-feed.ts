@@ -31,6 +31,9 @@ export default async function revocationFeedRoutes (app: FastifyInstance) {
     config: { public: true },
     preValidation: authenticate,
     schema: {
+      tags: ['oauth'],
+      summary: 'Every revocation still relevant, or those after a cursor (the revocation feed)',
+      security: [{ resourceServerBasic: [] }],
       headers: BasicAuthHeaders,
       querystring: RevocationsQuery,
       response: { 200: RevocationsResponse, '4xx': OAuthErrorResponse }
@@ -59,6 +62,9 @@ export default async function revocationFeedRoutes (app: FastifyInstance) {
     config: { public: true },
     preValidation: authenticate,
     schema: {
+      tags: ['oauth'],
+      summary: 'The revocation feed as Server-Sent Events, pushed as revocations happen on any instance',
+      security: [{ resourceServerBasic: [] }],
       headers: StreamHeaders,
       querystring: RevocationsQuery,
       response: {

@@ -18,6 +18,8 @@ export default async function revocationRoutes (app: FastifyInstance) {
   fastify.post('/oauth/revoke', {
     config: { public: true, rateLimit: { max: config.rateLimitMax, timeWindow: 60_000 } },
     schema: {
+      tags: ['oauth'],
+      summary: 'Revoke a refresh or access token: its session ends, as at logout (RFC 7009)',
       headers: BasicAuthHeaders,
       body: RevokeBody,
       response: { 200: Type.Object({}, { additionalProperties: false }), '4xx': OAuthErrorResponse }
