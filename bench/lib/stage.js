@@ -120,10 +120,11 @@ export async function createStage (options, log) {
       memoryTimeline.push({ after: 'start', rssMiB: round(startupRss / 2 ** 20, 1) })
       return { pid: child.pid, url, api: createClient(url), memoryWatch: watchMemory(child.pid), startupRss }
     }),
-    // The in-process refresh ceiling: the server's SessionService in a process of its own, same database.
+    // The in-process refresh ceiling: the server's SessionService in a process of its own, same database
+    // (with a metrics listener of its own, so it counts its rotations as the server does).
     ceiling: once(async () => {
       await provide.server() // which has applied the migrations
-      const child = await start({ name: 'refresh ceiling', script: join(benchDir, 'refresh-ceiling.js'), env: { ...serverEnv, PORT: '0' }, cwd: workDir })
+      const child = await start({ name: 'refresh ceiling', script: join(benchDir, 'refresh-ceiling.js'), env: { ...serverEnv, PORT: '0', METRICS_PORT: String(await freePort()) }, cwd: workDir })
       return { pid: child.pid, request: child.request }
     }),
     // One user per connection, each with one session for the protected scenarios.
