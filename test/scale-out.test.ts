@@ -1,11 +1,11 @@
 // Several instances on one PostgreSQL and one Redis (run when TEST_DATABASE_URL and TEST_REDIS_URL are
 // set, as CI does), plus losing Redis or the database mid-run.
 import { spawn } from 'node:child_process'
-import { createServer, connect, type Server, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { PASSWORD, bearer, freshDatabaseUrl, json, login, refresh, register, signedIn, testApp } from './helpers.js'
+import { relay } from './network-support.js'
 
 const databaseUrl = process.env.TEST_DATABASE_URL
 const redisUrl = process.env.TEST_REDIS_URL
@@ -21,27 +21,6 @@ async function msUntilRefused (app: FastifyInstance, accessToken: string, limitM
   return -1
 }
 
-/** A TCP relay to a real server, which the test can cut and restore. */
-async function relay (targetPort: number) {
-  const sockets = new Set<Socket>()
-  let server: Server | undefined
-  let port = 0
-  const open = async () => {
-    server = createServer((client) => {
-      const upstream = connect(targetPort, '127.0.0.1')
-      for (const socket of [client, upstream]) { sockets.add(socket); socket.on('close', () => sockets.delete(socket)); socket.on('error', () => {}) }
-      client.pipe(upstream).pipe(client)
-    })
-    await new Promise<void>((resolve) => server!.listen(port, '127.0.0.1', resolve))
-    port = (server!.address() as { port: number }).port
-  }
-  const cut = async () => {
-    for (const socket of sockets) socket.destroy()
-    await new Promise<void>((resolve) => server!.close(() => resolve()))
-  }
-  await open()
-  return { get port () { return port }, cut, restore: open, close: async () => { if (server?.listening) await cut() } }
-}
 
 if (databaseUrl !== undefined && redisUrl !== undefined) t.test('two instances on one PostgreSQL and Redis', async (t) => {
   // A slow poll makes the Redis doorbell, not polling, the thing under test.

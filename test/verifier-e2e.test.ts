@@ -7,12 +7,12 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
-import { type Server, type Socket, connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { PASSWORD, TEST_SECRET, type Teardown, freshDatabaseUrl, testDatabases } from './helpers.js'
+import { freePort, relay } from './network-support.js'
 
 const ROOT = new URL('..', import.meta.url).pathname
 const RS_ID = 'orders'
@@ -39,13 +39,6 @@ function ensureBuilt () {
   }
 }
 
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 function stop (child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
@@ -119,27 +112,6 @@ async function startResourceServer (t: Teardown, issuer: string, revocationsUrl?
   return `http://127.0.0.1:${port}`
 }
 
-/** A TCP relay the test can cut (every connection dropped, new ones refused) and restore. */
-async function relay (targetPort: number) {
-  const sockets = new Set<Socket>()
-  let server: Server | undefined
-  let port = 0
-  const open = async () => {
-    server = createServer((client) => {
-      const upstream = connect(targetPort, '127.0.0.1')
-      for (const socket of [client, upstream]) { sockets.add(socket); socket.on('close', () => sockets.delete(socket)); socket.on('error', () => {}) }
-      client.pipe(upstream).pipe(client)
-    })
-    await new Promise<void>((resolve) => server!.listen(port, '127.0.0.1', resolve))
-    port = (server!.address() as { port: number }).port
-  }
-  const cut = async () => {
-    for (const socket of sockets) socket.destroy()
-    await new Promise<void>((resolve) => server!.close(() => resolve()))
-  }
-  await open()
-  return { get port () { return port }, cut, restore: open, close: async () => { if (server?.listening) await cut() } }
-}
 
 async function post (url: string, body: unknown, headers: Record<string, string> = {}) {
   return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })

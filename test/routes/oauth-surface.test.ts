@@ -1,22 +1,15 @@
 // The RFC 8414 / 7009 / 7662 surface driven by client libraries nobody here wrote: openid-client
 // (discovery, tokenRevocation, tokenIntrospection) and oauth4webapi; then the RFCs' errors by hand.
-import { createServer } from 'node:net'
 import * as oauth from 'oauth4webapi'
 import * as openid from 'openid-client'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { PASSWORD, bearer, json, login, refresh, register, signedIn, testApp, testDatabases } from '../helpers.js'
+import { freePort } from '../network-support.js'
 
 const RS_ID = 'orders-service'
 const RS_SECRET = 'orders-secret-0123456789'
 
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 /** An app listening on the port its PUBLIC_URL and JWT_ISSUER name. */
 async function listeningApp (t: Parameters<typeof testApp>[0], database: 'sqlite' | 'postgresql', env: Record<string, string> = {}) {
