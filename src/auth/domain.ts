@@ -49,8 +49,12 @@ export function buildAuthDomain ({
     clock,
     lifetimes: config.ttl,
     seal: new SuccessorSeal(config.jwt.secret),
-    revocations,
     signAccessToken,
+    // After commit: refused on this instance at once (and the others are told), then reported.
+    onRevoked: (event, report) => {
+      revocations.record(event)
+      events?.report({ type: 'revocation', ...report })
+    },
     sessionEventsRetentionDays: config.sessionEventsRetentionDays,
     events
   })
