@@ -2,6 +2,7 @@
 // TEST_DATABASE_URL is set (each app gets its own schema there, dropped at teardown).
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
+import { STATUS_CODES } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
@@ -99,6 +100,67 @@ export function json<T = any> (response: LightMyRequestResponse): T {
   return JSON.parse(response.body) as T
 }
 
+/** The few tap assertions the shared helpers use (a tap test object satisfies it). */
+export interface Asserts {
+  equal: (found: any, wanted: any, ...message: [] | [string]) => unknown
+  same: (found: any, wanted: any, ...message: [] | [string]) => unknown
+  type: (found: any, wanted: string, ...message: [] | [string]) => unknown
+}
+
+const ERROR_KEYS = ['code', 'error', 'message', 'statusCode']
+/** Why a session ended, as a refusal of its refresh token says (@auth-server/client's onSessionEnded). */
+const SESSION_END_REASONS = ['logout', 'reused', 'revoked', 'expired', 'password-changed']
+
+/**
+ * An error answer in the contract's shape, and nothing else: this status; a JSON body of exactly
+ * { statusCode, code, error, message } with this code, the status's own reason phrase as `error`
+ * and a message. The one extra member the contract has is `reason` on AUTH_REFRESH_INVALID (why the
+ * token's session ended): allowed there only, with a known value, and checked when `reason` is given.
+ */
+export function assertError (t: Asserts, response: LightMyRequestResponse, statusCode: number, code: string, what = '', expected: { reason?: string } = {}): void {
+  const label = what === '' ? `${statusCode} ${code}` : `${what}: ${statusCode} ${code}`
+  t.equal(response.statusCode, statusCode, `${label}: status (got ${response.statusCode}: ${response.body.slice(0, 200)})`)
+  t.equal(/^application\/json(;|$)/.test(String(response.headers['content-type'])), true, `${label}: a JSON body`)
+  let body: Record<string, unknown> = {}
+  try {
+    body = json(response)
+  } catch {}
+  const { reason, ...rest } = body
+  t.same(Object.keys(rest).sort(), ERROR_KEYS, `${label}: exactly statusCode, code, error, message`)
+  t.equal(body.statusCode, statusCode, `${label}: body statusCode`)
+  t.equal(body.code, code, `${label}: code`)
+  t.equal(body.error, STATUS_CODES[statusCode], `${label}: error is the status's reason phrase`)
+  t.equal(typeof body.message === 'string' && body.message !== '', true, `${label}: a message`)
+  if (reason !== undefined || expected.reason !== undefined) {
+    t.equal(code === 'AUTH_REFRESH_INVALID' && SESSION_END_REASONS.includes(String(reason)), true, `${label}: reason "${String(reason)}" is a session-end reason of AUTH_REFRESH_INVALID`)
+    if (expected.reason !== undefined) t.equal(reason, expected.reason, `${label}: reason`)
+  }
+}
+
+/** An access-token rejection on a protected route: 401, the code, and the RFC 6750 challenge. */
+export function assertTokenRejected (t: Asserts, response: LightMyRequestResponse, code: string, what = ''): void {
+  assertError(t, response, 401, code, what)
+  t.equal(response.headers['www-authenticate'], 'Bearer error="invalid_token"', `${what === '' ? code : `${what}: ${code}`}: WWW-Authenticate`)
+}
+
+/**
+ * Counts calls into the app's password hasher (hash and verify; the dummy check for an unknown user
+ * goes through verify), to show that refused input never reaches argon2. A count of 0 means something
+ * only next to its positive control, assertHashingCounted (and test/helpers.test.ts).
+ */
+export function countHashing (app: FastifyInstance): () => number {
+  const hasher = app.passwordHasher as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+  let calls = 0
+  for (const method of ['hash', 'verify']) {
+    const original = hasher[method]!.bind(hasher)
+    hasher[method] = async (...args: unknown[]) => {
+      calls += 1
+      return original(...args)
+    }
+  }
+  return () => calls
+}
+
 export const PASSWORD = 'correct horse battery staple'
 
 export async function register (app: FastifyInstance, username = `user${randomBytes(4).toString('hex')}`, password = PASSWORD) {
@@ -135,4 +197,15 @@ export function bearer (accessToken: string) {
 
 export async function refresh (app: FastifyInstance, refreshToken: string) {
   return app.inject({ method: 'POST', url: '/auth/refresh', payload: { refreshToken } })
+}
+
+/**
+ * The positive control of a "no password was hashed" check: the same counter, on the same app, sees
+ * the password check of a login (an unknown user's: nothing is created, one failure is counted).
+ */
+export async function assertHashingCounted (t: Asserts, app: FastifyInstance, hashing: () => number, what = 'control'): Promise<void> {
+  const before = hashing()
+  const response = await app.inject({ method: 'POST', url: '/auth/login', payload: { username: 'hashing-control', password: 'the password of nobody at all' } })
+  t.equal(response.statusCode, 401, `${what}: the control login is refused`)
+  t.equal(hashing() > before, true, `${what}: the counter sees the control login's password check`)
 }

@@ -15,6 +15,15 @@ async function appLoggingAt (t: Teardown, level: string) {
     }
   })
   const app = Fastify({ logger: { level, stream, redact: ['secret'] }, childLoggerFactory: lazyRequestLogger })
+  // Counts the pino children made from the app's logger: the cost a lazy request logger avoids.
+  // (pino's children inherit from their parent, this property included: count only the root's.)
+  const children = { made: 0 }
+  const root = app.log
+  const child = root.child
+  root.child = function (this: typeof root, ...args: Parameters<typeof child>) {
+    if (this === root) children.made++
+    return child.apply(this, args)
+  }
   app.get('/quiet', async () => ({ ok: true }))
   app.get('/warns', async (request) => {
     request.log.info('below warn')
@@ -23,17 +32,21 @@ async function appLoggingAt (t: Teardown, level: string) {
     return { ok: true }
   })
   t.teardown(() => app.close())
-  return { app, lines }
+  return { app, lines, children }
 }
 
 t.test('at warn, a quiet request writes nothing and a warning carries the request id', async (t) => {
-  const { app, lines } = await appLoggingAt(t, 'warn')
+  const { app, lines, children } = await appLoggingAt(t, 'warn')
+  await app.ready()
+  const before = children.made
   const quiet = await app.inject({ url: '/quiet' })
   t.equal(quiet.statusCode, 200)
   t.same(lines, [], 'no line for a request that logged nothing at warn')
+  t.equal(children.made, before, 'no pino child was made for it')
 
   const warns = await app.inject({ url: '/warns' })
   t.equal(warns.statusCode, 200)
+  t.equal(children.made, before + 1, 'one child, made at the first line at an enabled level')
   t.same(lines.map((line) => line.msg), ['a warning', 'from a child'], 'info is below the level; warn and error are written')
   const [warning, fromChild] = lines as [Record<string, unknown>, Record<string, unknown>]
   t.match(warning.reqId, /^req-/, 'the request id is bound')

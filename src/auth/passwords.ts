@@ -59,11 +59,6 @@ export class PasswordHasher {
     return false
   }
 
-  /** Hashing work waiting or running; for readiness and benchmarks. */
-  get pending (): number {
-    return this.limit.activeCount + this.limit.pendingCount
-  }
-
   /** Hashing work waiting for a free slot. */
   get queued (): number {
     return this.limit.pendingCount

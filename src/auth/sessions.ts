@@ -97,7 +97,7 @@ export class CredentialsChanged extends Error {
  * it nothing it could not have known.
  */
 export type SessionEndReason = 'logout' | 'reused' | 'revoked' | 'expired' | 'password-changed'
-function sessionEndOf (verdict: 'session-ended' | 'session-expired' | 'idle-expired' | 'revoked', revokedReason: string | null): SessionEndReason {
+function sessionEndOf (verdict: 'session-ended' | 'session-expired' | 'idle-expired', revokedReason: string | null): SessionEndReason {
   if (verdict === 'session-expired' || verdict === 'idle-expired') return 'expired'
   if (revokedReason === 'logout') return 'logout'
   if (revokedReason === 'reuse') return 'reused'
@@ -124,7 +124,6 @@ type RawTime = Date | string | number | null
 interface RawPresentedToken {
   id: string
   retiredAt: RawTime
-  retiredReason: string | null
   expiresAt: RawTime
   successorSealed: string | null
   sessionId: string
@@ -259,7 +258,7 @@ export class SessionService {
     // due) answers with the family's current token, sealed in its predecessor's row.
     let successor = token.successor
     let sealed = { value: token.successorSealed, boundTo: token.id }
-    if (token.retiredReason === 'rotated' && successor !== null && successor.retiredAt !== null && token.retiredAt !== null &&
+    if (successor !== null && successor.retiredAt !== null && token.retiredAt !== null &&
         now - token.retiredAt < this.lifetimes.reuseGrace * 1000) {
       const current = await this.findCurrentToken(token.session.id)
       successor = current === null ? null : { retiredAt: null, expiresAt: current.expiresAt }
@@ -314,7 +313,7 @@ export class SessionService {
   /** The presented token with its session, user and successor: everything judging it needs, in one query. */
   private async findPresentedToken (tokenHash: string): Promise<PresentedTokenRow | null> {
     const rows = await this.db.$queryRaw<RawPresentedToken[]>`
-      SELECT t."id", t."retiredAt", t."retiredReason", t."expiresAt", t."successorSealed",
+      SELECT t."id", t."retiredAt", t."expiresAt", t."successorSealed",
              s."id" AS "sessionId", s."client", s."revokedAt" AS "sessionRevokedAt", s."revokedReason" AS "sessionRevokedReason", s."expiresAt" AS "sessionExpiresAt",
              s."tokenVersion" AS "sessionTokenVersion",
              s."refreshCount", s."ip" AS "sessionIp", s."userAgent" AS "sessionUserAgent", s."lastIp", s."lastUserAgent",
@@ -330,7 +329,6 @@ export class SessionService {
     return {
       id: row.id,
       retiredAt: timeOf(row.retiredAt),
-      retiredReason: row.retiredReason,
       expiresAt: timeOf(row.expiresAt)!,
       successorSealed: row.successorSealed,
       hasSealedSuccessor: row.successorSealed !== null,

@@ -67,8 +67,8 @@ export function revocationRelevantUntil (now: number, lifetimes: Lifetimes): num
 }
 
 export interface PresentedToken {
+  /** When a successor was issued (rotation is the only way a token is retired); null: current. */
   retiredAt: number | null
-  retiredReason: string | null
   expiresAt: number
   hasSealedSuccessor: boolean
 }
@@ -93,7 +93,7 @@ export type RefreshVerdict =
   | { action: 'replay' }
   /** A retired token presented again: revoke the whole session. */
   | { action: 'revoke-session' }
-  | { action: 'refuse', reason: 'session-ended' | 'session-expired' | 'idle-expired' | 'revoked' }
+  | { action: 'refuse', reason: 'session-ended' | 'session-expired' | 'idle-expired' }
 
 export function judgeRefreshToken (
   token: PresentedToken,
@@ -107,10 +107,9 @@ export function judgeRefreshToken (
   if (token.retiredAt === null) {
     return now >= token.expiresAt ? { action: 'refuse', reason: 'idle-expired' } : { action: 'rotate' }
   }
-  // Logout and password change end the session (caught above); a token retired any other way
-  // than rotation never gets grace. A burst that rotated more than once is answered with the
-  // latest successor: `successor` is the family's current token, however many rotations ago.
-  if (token.retiredReason !== 'rotated') return { action: 'refuse', reason: 'revoked' }
+  // Retired means rotated: logout, a password change and reuse end the session instead (caught
+  // above), so their tokens never get grace. A burst that rotated more than once is answered with
+  // the latest successor: `successor` is the family's current token, however many rotations ago.
   const withinGrace = now - token.retiredAt < lifetimes.reuseGrace * 1000
   const successorIsCurrent = successor !== null && successor.retiredAt === null && now < successor.expiresAt
   if (withinGrace && successorIsCurrent && token.hasSealedSuccessor) return { action: 'replay' }

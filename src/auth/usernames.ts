@@ -18,7 +18,6 @@
 import unhomoglyph from 'unhomoglyph'
 import { IDENTIFIER_STATUS_ALLOWED } from './identifier-status.js'
 
-export const USERNAME_MAX_LENGTH = 64
 /** The longest username a login may send (characters); longer ones are refused as malformed input. */
 export const LOGIN_USERNAME_MAX_LENGTH = 256
 

@@ -31,22 +31,54 @@ for (const database of testDatabases()) {
     const f = await sessionFixture(t, database)
     const user = await f.createUser()
     const outcomes = new Set<string>()
-    for (let round = 0; round < 12; round++) {
+    /** One round: the refresh and the logout, started as `start` says; the history must match the winner. */
+    async function round (label: string, start: (refreshToken: string, sessionId: string) => [Promise<unknown>, Promise<boolean>]): Promise<boolean> {
       const issued = await f.sessions.startSession(user, mobile)
-      const [refreshed, loggedOut] = await Promise.allSettled([
-        f.sessions.refresh(issued.refreshToken, moved),
-        turns(round % 4).then(async () => f.sessions.revokeSession(issued.sessionId, 'logout', undefined, moved))
-      ])
-      t.equal(loggedOut.status === 'fulfilled' && loggedOut.value, true, `round ${round}: the logout ends the session`)
+      const [refreshed, loggedOut] = await Promise.allSettled(start(issued.refreshToken, issued.sessionId))
+      t.equal(loggedOut.status === 'fulfilled' && loggedOut.value, true, `${label}: the logout ends the session`)
       const rotated = refreshed.status === 'fulfilled'
       outcomes.add(rotated ? 'refresh first' : 'logout first')
       const session = await f.db.session.findUniqueOrThrow({ where: { id: issued.sessionId } })
       const events = await f.db.sessionEvent.findMany({ where: { sessionId: issued.sessionId }, orderBy: [{ at: 'asc' }, { id: 'asc' }] })
-      t.equal(session.refreshCount, rotated ? 1 : 0, `round ${round}: counted only if it rotated`)
-      t.same(events.map((event) => event.type), rotated ? ['login', 'refresh-new-client', 'logout'] : ['login', 'logout'], `round ${round}: history matches`)
-      t.equal(await f.db.refreshToken.count({ where: { sessionId: issued.sessionId } }), rotated ? 2 : 1, `round ${round}: control: a successor exactly when it rotated`)
+      t.equal(session.refreshCount, rotated ? 1 : 0, `${label}: counted only if it rotated`)
+      t.same(events.map((event) => event.type), rotated ? ['login', 'refresh-new-client', 'logout'] : ['login', 'logout'], `${label}: history matches`)
+      t.equal(await f.db.refreshToken.count({ where: { sessionId: issued.sessionId } }), rotated ? 2 : 1, `${label}: control: a successor exactly when it rotated`)
+      return rotated
     }
-    t.ok(outcomes.size >= 1, `outcomes seen: ${[...outcomes].join(', ')}`)
+    const logout = async (sessionId: string) => f.sessions.revokeSession(sessionId, 'logout', undefined, moved)
+
+    // Each side forced once, so both branches above are checked whichever way the free races go.
+    t.equal(await round('refresh committed first', (token, sessionId) => {
+      const refreshed = f.sessions.refresh(token, moved)
+      return [refreshed, refreshed.then(async () => logout(sessionId))]
+    }), true, 'forced: the refresh that committed first rotated')
+    t.equal(await round('logout committed first', (token, sessionId) => {
+      const loggedOut = logout(sessionId)
+      return [loggedOut.then(async () => f.sessions.refresh(token, moved)), loggedOut]
+    }), false, 'forced: a refresh after the logout is refused')
+    // The refresh has read its token as current when the logout commits: its rotation must lose.
+    t.equal(await round('logout between the refresh\'s read and its rotation', (token, sessionId) => {
+      const service = f.sessions as unknown as { findPresentedToken: (...args: unknown[]) => Promise<unknown> }
+      const read = service.findPresentedToken
+      let loggedOut: Promise<boolean> | undefined
+      service.findPresentedToken = async function (this: unknown, ...args: unknown[]) {
+        const found = await read.apply(this, args)
+        service.findPresentedToken = read
+        loggedOut = logout(sessionId)
+        await loggedOut
+        return found
+      }
+      const refreshed = f.sessions.refresh(token, moved)
+      return [refreshed, refreshed.then(() => loggedOut!, () => loggedOut!)]
+    }), false, 'forced: a refresh overtaken by the logout is refused')
+
+    for (let free = 0; free < 12; free++) {
+      await round(`free round ${free}`, (token, sessionId) => [
+        f.sessions.refresh(token, moved),
+        turns(free % 4).then(async () => logout(sessionId))
+      ])
+    }
+    t.same([...outcomes].sort(), ['logout first', 'refresh first'], 'both outcomes were checked')
   })
 
   t.test(`refresh racing logout-everywhere: each session's end recorded once (${database})`, async (t) => {

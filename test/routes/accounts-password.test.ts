@@ -2,10 +2,8 @@
 // refresh tokens and grace-window replays included) and hands the caller a working token response; a
 // refused change leaves everything as it was.
 import t from 'tap'
-import { PASSWORD, bearer, json, login, refresh, register, signedIn, testApp, testClock, testDatabases } from '../helpers.js'
-import {
-  assertAccessRevoked, assertAccessWorks, assertError, assertTokenResponse, decodeJwt, sessionsOf
-} from './tokens-support.js'
+import { PASSWORD, assertError, bearer, json, login, refresh, register, signedIn, testApp, testClock, testDatabases } from '../helpers.js'
+import { assertAccessRevoked, assertAccessWorks, assertTokenResponse, decodeJwt, sessionsOf } from './tokens-support.js'
 
 const NEW_PASSWORD = 'a brand new passphrase 2024'
 

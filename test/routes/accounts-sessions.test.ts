@@ -1,10 +1,10 @@
 // GET /auth/me, GET /auth/sessions and DELETE /auth/sessions/:id over HTTP.
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { PASSWORD, bearer, json, refresh, register, signedIn, testApp, testClock, testDatabases, type TokenResponse } from '../helpers.js'
 import {
-  assertAccessRevoked, assertAccessWorks, assertError, decodeJwt, me, sessionsOf
-} from './tokens-support.js'
+  PASSWORD, type TokenResponse, assertError, bearer, json, refresh, register, signedIn, testApp, testClock, testDatabases
+} from '../helpers.js'
+import { assertAccessRevoked, assertAccessWorks, decodeJwt, me, sessionsOf } from './tokens-support.js'
 
 interface ListedSession { id: string, createdAt: string, lastUsedAt: string, userAgent: string | null, ip: string | null, current: boolean }
 

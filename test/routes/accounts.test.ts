@@ -3,8 +3,8 @@
 import { randomBytes } from 'node:crypto'
 import type { LightMyRequestResponse } from 'fastify'
 import t from 'tap'
-import { PASSWORD, json, login, register, testApp, testDatabases } from '../helpers.js'
-import { assertAccessWorks, assertError, assertTokenResponse, decodeJwt, sessionsOf } from './tokens-support.js'
+import { PASSWORD, assertError, json, login, register, testApp, testDatabases } from '../helpers.js'
+import { assertAccessWorks, assertTokenResponse, decodeJwt, sessionsOf } from './tokens-support.js'
 
 const uniqueName = (prefix = 'alice') => `${prefix}${randomBytes(4).toString('hex')}`
 /** The same name in full-width letters and digits (NFKC folds it back to ASCII). */

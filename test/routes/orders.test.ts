@@ -1,18 +1,10 @@
 // /orders: the protected demo resource. Each user sees and changes only their own orders; another
 // user's order is indistinguishable from a missing one (404).
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import t, { type Test } from 'tap'
-import { bearer, json, signedIn, testApp, testDatabases } from '../helpers.js'
+import type { FastifyInstance } from 'fastify'
+import t from 'tap'
+import { assertError, bearer, json, signedIn, testApp, testDatabases } from '../helpers.js'
 
 const ORDER_KEYS = ['createdAt', 'id', 'item', 'quantity', 'updatedAt']
-
-function assertError (t: Test, response: LightMyRequestResponse, statusCode: number, code: string) {
-  t.equal(response.statusCode, statusCode, `status ${statusCode}: ${response.body.slice(0, 200)}`)
-  const body = json(response)
-  t.same(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'])
-  t.equal(body.statusCode, statusCode)
-  t.equal(body.code, code)
-}
 
 function orderClient (app: FastifyInstance, accessToken: string) {
   const headers = bearer(accessToken)

@@ -2,8 +2,8 @@
 // session ended, so an app can tell its user why they were signed out (@auth-server/client's
 // onSessionEnded). A token the server does not know gets no reason.
 import t from 'tap'
-import { PASSWORD, bearer, json, login, refresh, signedIn, testApp, testClock, testDatabases } from '../helpers.js'
-import { assertError, unknownRefreshToken } from './tokens-support.js'
+import { PASSWORD, assertError, bearer, json, login, refresh, signedIn, testApp, testClock, testDatabases } from '../helpers.js'
+import { unknownRefreshToken } from './tokens-support.js'
 
 for (const database of testDatabases()) {
   t.test(`why a refreshed session ended (${database})`, async (t) => {

@@ -3,8 +3,8 @@
 // a valid token in exactly one respect (a re-signed copy of the real token is accepted: the control).
 import { createHmac, randomUUID } from 'node:crypto'
 import t from 'tap'
-import { TEST_SECRET, bearer, login, signedIn, testApp, testDatabases } from '../helpers.js'
-import { assertAccessRevoked, assertAccessWorks, assertTokenRejected, decodeJwt, me, nowSeconds, resign } from './tokens-support.js'
+import { TEST_SECRET, assertTokenRejected, bearer, login, signedIn, testApp, testDatabases } from '../helpers.js'
+import { assertAccessRevoked, assertAccessWorks, decodeJwt, me, nowSeconds, resign } from './tokens-support.js'
 
 for (const database of testDatabases()) {
   t.test(`access token rejections (${database})`, async (t) => {

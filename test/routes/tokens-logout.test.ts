@@ -1,10 +1,8 @@
 // POST /auth/logout and /auth/logout-all over HTTP: the session (or every session) ends at once, for
 // refresh and access tokens alike, and a token retired this way never gets the grace window.
 import t from 'tap'
-import { bearer, json, login, refresh, signedIn, testApp, testClock, testDatabases } from '../helpers.js'
-import {
-  assertAccessRevoked, assertAccessWorks, assertError, assertTokenResponse, decodeJwt, resign, sessionsOf
-} from './tokens-support.js'
+import { assertError, bearer, json, login, refresh, signedIn, testApp, testClock, testDatabases } from '../helpers.js'
+import { assertAccessRevoked, assertAccessWorks, assertTokenResponse, decodeJwt, resign, sessionsOf } from './tokens-support.js'
 
 for (const database of testDatabases()) {
   t.test(`logout (${database})`, async (t) => {

@@ -9,8 +9,8 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { type TestDatabase, login, refresh, signedIn, testApp, testDatabases } from '../helpers.js'
-import { assertAccessWorks, assertTokenRejected, me, resign } from './tokens-support.js'
+import { type TestDatabase, assertTokenRejected, login, refresh, signedIn, testApp, testDatabases } from '../helpers.js'
+import { assertAccessWorks, me, resign } from './tokens-support.js'
 
 /** Takes a copy of the running app's database now; `restore` puts it back under the running app. */
 async function snapshot (t: Parameters<typeof testApp>[0], app: FastifyInstance, database: TestDatabase) {

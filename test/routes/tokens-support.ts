@@ -2,17 +2,10 @@
 // hand-crafting access tokens, and the assertions every suite repeats.
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import { TEST_SECRET, bearer, json } from '../helpers.js'
+import { TEST_SECRET, type Asserts, assertTokenRejected, bearer, json } from '../helpers.js'
 import { forge, hmacSigner, resign as resignWith } from '../security/support.js'
 
 export { decodeJwt, nowSeconds } from '../security/support.js'
-
-/** The few tap assertions the helpers use (a tap test object satisfies it). */
-export interface Asserts {
-  equal: (found: any, wanted: any, ...message: [] | [string]) => unknown
-  same: (found: any, wanted: any, ...message: [] | [string]) => unknown
-  type: (found: any, wanted: string, ...message: [] | [string]) => unknown
-}
 
 
 /** Signs a JWT by hand (HS256 with the test secret unless told otherwise), for tokens the server never issues. */
@@ -28,26 +21,6 @@ export function resign (token: string, changes: { header?: Record<string, unknow
 /** A well-formed refresh token (32 random bytes, base64url) the server never issued. */
 export function unknownRefreshToken (): string {
   return randomBytes(32).toString('base64url')
-}
-
-/** Asserts the contract's error shape, status and code. */
-export function assertError (t: Asserts, response: LightMyRequestResponse, statusCode: number, code: string, what = ''): void {
-  const label = what === '' ? code : `${what}: ${code}`
-  t.equal(response.statusCode, statusCode, `${label} status`)
-  let body: Record<string, unknown> = {}
-  try {
-    body = json(response)
-  } catch {}
-  t.equal(body.code, code, `${label} code`)
-  t.equal(body.statusCode, statusCode, `${label} body statusCode`)
-  t.type(body.error, 'string', `${label} error`)
-  t.type(body.message, 'string', `${label} message`)
-}
-
-/** An access-token rejection on a protected route: 401, the code, and the RFC 6750 challenge. */
-export function assertTokenRejected (t: Asserts, response: LightMyRequestResponse, code: string, what = ''): void {
-  assertError(t, response, 401, code, what)
-  t.equal(response.headers['www-authenticate'], 'Bearer error="invalid_token"', `${what} WWW-Authenticate`)
 }
 
 export async function me (app: FastifyInstance, accessToken: string) {

@@ -2,10 +2,8 @@
 // idle and absolute lifetimes. The app's clock is a test clock, moved by hand.
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { json, login, refresh, signedIn, testApp, testClock, testDatabases } from '../helpers.js'
-import {
-  assertAccessRevoked, assertAccessWorks, assertError, assertTokenResponse, decodeJwt, sessionsOf, unknownRefreshToken
-} from './tokens-support.js'
+import { assertError, json, login, refresh, signedIn, testApp, testClock, testDatabases } from '../helpers.js'
+import { assertAccessRevoked, assertAccessWorks, assertTokenResponse, decodeJwt, sessionsOf, unknownRefreshToken } from './tokens-support.js'
 
 const GRACE_MS = 10_000
 

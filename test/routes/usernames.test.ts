@@ -3,8 +3,8 @@
 // General Security Profile), and the rule holds when look-alikes register at the same moment.
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import t from 'tap'
-import { PASSWORD, json, login, register, testApp, testDatabases } from '../helpers.js'
-import { assertError, snapshot } from '../security/support.js'
+import { PASSWORD, assertError, json, login, register, testApp, testDatabases } from '../helpers.js'
+import { snapshot } from '../security/support.js'
 
 for (const database of testDatabases()) {
   t.test(`look-alikes of an existing user are refused (${database})`, async (t) => {

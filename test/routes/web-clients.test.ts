@@ -1,8 +1,8 @@
 // Cookie mode for browser clients: the refresh token lives only in an httpOnly cookie scoped to
 // /auth, every cookie request passes the CSRF check, and CORS answers only the configured origins.
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import t, { type Test } from 'tap'
-import { PASSWORD, TEST_ORIGIN, bearer, json, refresh, register, testApp, testClock, testDatabases } from '../helpers.js'
+import t from 'tap'
+import { PASSWORD, TEST_ORIGIN, assertError, bearer, json, refresh, register, testApp, testClock, testDatabases } from '../helpers.js'
 
 const COOKIE = '__Secure-refresh_token'
 const CSRF_HEADERS = { origin: TEST_ORIGIN, 'x-requested-with': 'fetch' }
@@ -34,14 +34,6 @@ async function webLogin (app: FastifyInstance) {
 
 function cookieRequest (app: FastifyInstance, url: string, cookie: string, headers: Record<string, string> = CSRF_HEADERS) {
   return app.inject({ method: 'POST', url, headers, cookies: { [COOKIE]: cookie } })
-}
-
-function assertError (t: Test, response: LightMyRequestResponse, statusCode: number, code: string) {
-  t.equal(response.statusCode, statusCode, `status ${statusCode}`)
-  const body = json(response)
-  t.same(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'])
-  t.equal(body.statusCode, statusCode)
-  t.equal(body.code, code)
 }
 
 for (const database of testDatabases()) {

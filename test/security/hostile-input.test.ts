@@ -5,8 +5,8 @@ import { connect, type AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { clientAddressKey } from '../../src/auth/client-address.js'
-import { PASSWORD, bearer, json, login, register, signedIn, testApp, testDatabases } from '../helpers.js'
-import { assertError, assertTokenRejected, b64url, decodeJwt, hmacSigner, snapshot } from './support.js'
+import { PASSWORD, assertError, assertTokenRejected, bearer, json, login, register, signedIn, testApp, testDatabases } from '../helpers.js'
+import { b64url, decodeJwt, hmacSigner, snapshot } from './support.js'
 
 const SECRET = 'Zr9vQ1sEcReTvAlUe0000000000000000000000000x'
 

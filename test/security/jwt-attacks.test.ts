@@ -9,11 +9,8 @@ import { type AddressInfo, connect } from 'node:net'
 import t, { type Test } from 'tap'
 import type { FastifyInstance, InjectOptions } from 'fastify'
 import { ConfigError, loadConfig } from '../../src/config.js'
-import { freshDatabaseUrl, json, login, register, signedIn, testApp, testDatabases } from '../helpers.js'
-import {
-  type KeyMode, type Signer, assertError, assertTokenRejected, b64url, decodeJwt, ed25519Pair, ed25519Signer, es256Signer, forge,
-  hmacSigner, keyModes, nowSeconds, p256Pair, resign, snapshot
-} from './support.js'
+import { assertError, assertTokenRejected, freshDatabaseUrl, json, login, register, signedIn, testApp, testDatabases } from '../helpers.js'
+import { type KeyMode, type Signer, b64url, decodeJwt, ed25519Pair, ed25519Signer, es256Signer, forge, hmacSigner, keyModes, nowSeconds, p256Pair, resign, snapshot } from './support.js'
 
 /** Order of the P-256 group and of the Ed25519 group (for signature malleability cases). */
 const P256_N = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551')

@@ -11,10 +11,8 @@ import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildKeySet, publishedKeys, readKid } from '../../src/auth/signing-keys.js'
 import { ConfigError, loadConfig } from '../../src/config.js'
-import { TEST_SECRET, bearer, freshDatabaseUrl, json, refresh, signedIn, testApp, testDatabases } from '../helpers.js'
-import {
-  assertTokenRejected, b64url, decodeJwt, ed25519Pair, ed25519Signer, es256Signer, forge, hmacSigner, p256Pair, privatePem, publicPem, resign, snapshot
-} from './support.js'
+import { TEST_SECRET, assertTokenRejected, bearer, freshDatabaseUrl, json, refresh, signedIn, testApp, testDatabases } from '../helpers.js'
+import { b64url, decodeJwt, ed25519Pair, ed25519Signer, es256Signer, forge, hmacSigner, p256Pair, privatePem, publicPem, resign, snapshot } from './support.js'
 
 type PublishedJwk = JsonWebKey & { kid: string, alg: string, use: string }
 

@@ -4,8 +4,8 @@
 // security headers (helmet, src/plugins/security-headers.ts) every answer carries.
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
-import { PASSWORD, bearer, json, signedIn, testApp, testDatabases } from '../helpers.js'
-import { assertError, assertTokenRejected } from './support.js'
+import { PASSWORD, assertError, assertTokenRejected, bearer, json, signedIn, testApp, testDatabases } from '../helpers.js'
+
 
 /** Every secret a log line must not contain, including fragments that would still be useful. */
 function secretsOf (account: Awaited<ReturnType<typeof signedIn>>): Array<[string, string]> {

@@ -20,7 +20,7 @@ export function assertCsrfSafe (request: FastifyRequest, config: Config): void {
   if (request.headers['x-requested-with'] !== 'fetch') throw new CsrfRejected('X-Requested-With: fetch is required')
 }
 
-export interface PresentedRefreshToken { token: string, via: 'body' | 'cookie' }
+export interface PresentedRefreshToken { token: string }
 
 /**
  * The refresh token of a refresh or logout request, from the body or the cookie (never both).
@@ -35,11 +35,10 @@ export function presentedRefreshToken (request: FastifyRequest, config: Config, 
     assertCsrfSafe(request, config)
     afterCsrfCheck?.()
   }
-  const presented: PresentedRefreshToken | undefined = fromCookie !== undefined
-    ? { token: fromCookie, via: 'cookie' }
-    : fromBody !== undefined ? { token: fromBody, via: 'body' } : undefined
-  if (presented !== undefined && !isWellFormedRefreshToken(presented.token)) throw new ValidationFailed('refreshToken is not a well-formed refresh token')
-  return presented
+  const token = fromCookie ?? fromBody
+  if (token === undefined) return undefined
+  if (!isWellFormedRefreshToken(token)) throw new ValidationFailed('refreshToken is not a well-formed refresh token')
+  return { token }
 }
 
 /** Sends a token response: the refresh token in the body (mobile) or in the cookie (web). */
