@@ -49,7 +49,11 @@ const EnvSchema = Type.Object({
   PUBLIC_URL: Type.Optional(Type.String({ minLength: 1 })),
   RESOURCE_SERVERS: Type.Optional(Type.String()),
   REVOCATION_STREAM_HEARTBEAT: Type.Integer({ minimum: 1, maximum: 15, default: 15 }),
-  REVOCATION_STREAMS_PER_CLIENT: Type.Integer({ minimum: 1, maximum: 1000, default: 4 })
+  REVOCATION_STREAMS_PER_CLIENT: Type.Integer({ minimum: 1, maximum: 1000, default: 4 }),
+  // DPoP (RFC 9449, src/auth/dpop.ts): sender-constrained sessions and tokens.
+  DPOP: Type.Union(['off', 'optional', 'required'].map((mode) => Type.Literal(mode)), { default: 'optional' }),
+  DPOP_NONCE: Type.Boolean({ default: false }),
+  DPOP_PROOF_WINDOW: Type.Integer({ minimum: 1, maximum: 600, default: 60 })
 })
 type Env = Static<typeof EnvSchema>
 
@@ -106,6 +110,12 @@ export interface Config {
   /** Services that may introspect tokens and read the revocation feed (HTTP Basic). Never logged. */
   resourceServers: ResourceServerCredential[]
   revocationStream: { heartbeatSeconds: number, perClient: number }
+  /**
+   * DPoP (RFC 9449): `off` binds nothing new, `optional` binds sessions started with a proof,
+   * `required` refuses sessions without one. `nonce`: proofs must carry a server nonce.
+   * `proofWindow`: seconds a proof's iat may lie before or after the server's time.
+   */
+  dpop: { mode: 'off' | 'optional' | 'required', nonce: boolean, proofWindow: number }
   /** Messages for the log once the logger exists (e.g. a generated secret). */
   warnings: string[]
 }
@@ -291,6 +301,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     publicUrl,
     resourceServers: parseResourceServers(env.RESOURCE_SERVERS),
     revocationStream: { heartbeatSeconds: env.REVOCATION_STREAM_HEARTBEAT, perClient: env.REVOCATION_STREAMS_PER_CLIENT },
+    dpop: { mode: env.DPOP as Config['dpop']['mode'], nonce: env.DPOP_NONCE, proofWindow: env.DPOP_PROOF_WINDOW },
     warnings
   }
 }
