@@ -42,6 +42,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     dpop: DpopService
   }
+  interface FastifyContextConfig {
+    /** The route takes a DPoP proof that binds or renews a session (login, refresh, /oauth/token). */
+    dpop?: boolean
+  }
 }
 
 const MAX_REMEMBERED_PROOFS = 100_000
