@@ -143,7 +143,8 @@ export default async function authRoutes (app: FastifyInstance) {
     }, async (request, reply) => {
       const principal = request.principal!
       const issued = await accounts.changePassword(
-        principal.userId, request.body.currentPassword, request.body.newPassword, request.ip, sessionContext(request, principal.client))
+        // A DPoP-bound caller's new session is bound to the same key (its proof came with this request).
+        principal.userId, request.body.currentPassword, request.body.newPassword, request.ip, { ...sessionContext(request, principal.client), dpopThumbprint: principal.dpopThumbprint })
       return sendTokens(reply, config, issued)
     })
   })
