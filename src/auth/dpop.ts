@@ -112,8 +112,12 @@ export class DpopNonces {
     this.key = Buffer.from(hkdfSync('sha256', rootSecret, 'auth-server', 'dpop-nonce v1', 32))
   }
 
+  private latest = { step: -1, nonce: '' }
+
   current (): string {
-    return this.make(this.stepAt(this.clock()))
+    const step = this.stepAt(this.clock())
+    if (step !== this.latest.step) this.latest = { step, nonce: this.make(step) }
+    return this.latest.nonce
   }
 
   isValid (nonce: unknown): boolean {
