@@ -9,6 +9,7 @@ import accessTokens from './plugins/access-tokens.js'
 import authDomain from './plugins/auth-domain.js'
 import authEvents from './plugins/auth-events.js'
 import database from './plugins/database.js'
+import dpop from './plugins/dpop.js'
 import { lazyRequestLogger, loggerOptions } from './logging.js'
 import errorHandler, { sendError } from './plugins/error-handler.js'
 import maintenance from './plugins/maintenance.js'
@@ -74,9 +75,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     origin: (origin, callback) => callback(null, origin !== undefined && config.allowedOrigins.includes(origin)),
     credentials: true,
     methods: ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'],
-    allowedHeaders: ['Content-Type', 'Authorization', 'X-Requested-With'],
-    // Browser apps must read these to back off (429/503) and to tell an expired token from a missing one.
-    exposedHeaders: ['Retry-After', 'WWW-Authenticate'],
+    allowedHeaders: ['Content-Type', 'Authorization', 'X-Requested-With', 'DPoP'],
+    // Browser apps must read these to back off (429/503), to tell an expired token from a missing one,
+    // and to put the server's nonce in their next DPoP proof.
+    exposedHeaders: ['Retry-After', 'WWW-Authenticate', 'DPoP-Nonce'],
     maxAge: 600
   })
   await fastify.register(securityHeaders)
@@ -86,6 +88,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await fastify.register(database, { database: config.database })
   // The request path: access tokens (sign, verify) → the domain (signs with them) → protect (every
   // route not marked public checks its token against the domain's revocations).
+  await fastify.register(dpop, { config, clock })
   await fastify.register(accessTokens)
   await fastify.register(authDomain, { clock })
   await fastify.register(protect, { clock })

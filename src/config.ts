@@ -65,6 +65,12 @@ export interface Config {
   /** Services that may introspect tokens and read the revocation feed (HTTP Basic). Never logged. */
   resourceServers: ResourceServerCredential[]
   revocationStream: { heartbeatSeconds: number, perClient: number }
+  /**
+   * DPoP (RFC 9449): `off` binds nothing new, `optional` binds sessions started with a proof,
+   * `required` refuses sessions without one. `nonce`: proofs must carry a server nonce.
+   * `proofWindow`: seconds a proof's iat may lie before or after the server's time.
+   */
+  dpop: { mode: 'off' | 'optional' | 'required', nonce: boolean, proofWindow: number }
   /** Messages for the log once the logger exists (e.g. a generated secret). */
   warnings: string[]
 }
@@ -251,6 +257,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     publicUrl,
     resourceServers: parseResourceServers(env.RESOURCE_SERVERS),
     revocationStream: { heartbeatSeconds: env.REVOCATION_STREAM_HEARTBEAT, perClient: env.REVOCATION_STREAMS_PER_CLIENT },
+    dpop: { mode: env.DPOP as Config['dpop']['mode'], nonce: env.DPOP_NONCE, proofWindow: env.DPOP_PROOF_WINDOW },
     warnings
   }
 }

@@ -59,6 +59,18 @@ export const TokenExpired = declareError('AUTH_TOKEN_EXPIRED', 'The access token
 export const TokenRevoked = declareError('AUTH_TOKEN_REVOKED', 'The access token has been revoked', 401, { challenge: { error: 'invalid_token' } })
 export const RefreshInvalid = declareError('AUTH_REFRESH_INVALID', 'The refresh token is invalid or expired', 401, { oauth: INVALID_GRANT })
 export const RefreshReused = declareError('AUTH_REFRESH_REUSED', 'The refresh token was already used; the session has been revoked', 401, { oauth: INVALID_GRANT })
+// DPoP (RFC 9449, src/auth/dpop.ts): a proof that fails a check, or is missing where a bound session
+// or token (or DPOP=required) needs one; a proof without a current server nonce (DPOP_NONCE=true).
+// On /oauth/token both are 400s (RFC 9449 §5, §8); elsewhere 401s with a DPoP challenge (§7.1, §9).
+// (The handler adds algs and the message as error_description to every DPoP challenge.)
+export const DpopInvalid = declareError('AUTH_DPOP_INVALID', '%s', 401, {
+  oauth: { error: 'invalid_dpop_proof', statusCode: 400 },
+  challenge: { scheme: 'DPoP', error: 'invalid_dpop_proof' }
+})
+export const DpopNonceRequired = declareError('AUTH_DPOP_NONCE', '%s', 401, {
+  oauth: { error: 'use_dpop_nonce', statusCode: 400 },
+  challenge: { scheme: 'DPoP', error: 'use_dpop_nonce' }
+})
 export const CsrfRejected = declareError('AUTH_CSRF', 'Cross-site request rejected: %s', 403)
 export const RateLimited = declareError('AUTH_RATE_LIMITED', 'Too many attempts; retry after %s seconds', 429)
 export const UsernameTaken = declareError('AUTH_USERNAME_TAKEN', 'That username is taken', 409)

@@ -108,6 +108,21 @@ export const SETTINGS = {
     description: '`aud` of every access token, checked on each one',
     example: 'orders-api'
   }),
+  DPOP: setting(Type.Union(['off', 'optional', 'required'].map((mode) => Type.Literal(mode)), { default: 'optional' }), {
+    group: TOKENS,
+    description: 'sender-constrained tokens (RFC 9449): `optional` binds sessions started with a `DPoP` proof to its key, `required` refuses sessions without one, `off` binds no new session (sessions bound before stay bound)',
+    example: 'required'
+  }),
+  DPOP_NONCE: setting(Type.Boolean({ default: false }), {
+    group: TOKENS,
+    description: 'DPoP proofs must carry a server nonce (handed out in the `DPoP-Nonce` response header, valid 5 to 10 minutes on every instance)',
+    example: 'true'
+  }),
+  DPOP_PROOF_WINDOW: setting(Type.Integer({ minimum: 1, maximum: 600, default: 60 }), {
+    group: TOKENS,
+    description: 'seconds a DPoP proof\'s `iat` may lie before or after the server\'s clock (1–600); each proof is single-use within it',
+    example: '30'
+  }),
   ACCESS_TOKEN_TTL: setting(Seconds(900), {
     group: LIFETIMES,
     description: 'access token lifetime',

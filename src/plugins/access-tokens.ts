@@ -71,7 +71,15 @@ function hasIssuedClaimShapes (claims: object): boolean {
     isNumericDate(payload.exp) && isNumericDate(payload.iat) &&
     (payload.nbf === undefined || isNumericDate(payload.nbf)) &&
     (payload.preferred_username === undefined || typeof payload.preferred_username === 'string') &&
-    (payload.client_id === undefined || typeof payload.client_id === 'string')
+    (payload.client_id === undefined || typeof payload.client_id === 'string') &&
+    (payload.cnf === undefined || isThumbprintConfirmation(payload.cnf))
+}
+
+/** RFC 9449 §6.1: `cnf: { jkt }` with a base64url SHA-256 thumbprint, and nothing else. */
+function isThumbprintConfirmation (cnf: unknown): boolean {
+  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) return false
+  const members = Object.keys(cnf)
+  return members.length === 1 && members[0] === 'jkt' && typeof (cnf as { jkt: unknown }).jkt === 'string' && /^[A-Za-z0-9_-]{43}$/.test((cnf as { jkt: string }).jkt)
 }
 
 /** A verifier bound to one key: @fastify/jwt's verify for the current key or a previous one. */

@@ -11,6 +11,7 @@ import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { isDatabaseUnavailable, isForeignKeyViolation } from '../db/client.js'
+import { DPOP_ALGORITHMS } from '../auth/dpop.js'
 import { type Challenge, type ErrorDeclaration, InvalidCredentials, NotFound, type OAuthErrorCode, TokenRevoked } from '../errors.js'
 
 declare module 'fastify' {
@@ -71,12 +72,17 @@ function shape (error: HandledError): ShapedError {
 }
 
 /** The scheme the request's credentials came in, for challenges that do not name their own. */
-function presentedScheme (_request: FastifyRequest): string {
-  return 'Bearer'
+function presentedScheme (request: FastifyRequest): string {
+  return request.dpopScheme === true ? 'DPoP' : 'Bearer'
 }
 
-function formatChallenge (request: FastifyRequest, challenge: Challenge): string {
+function formatChallenge (request: FastifyRequest, challenge: Challenge, message: string): string {
   let header = challenge.scheme ?? presentedScheme(request)
+  // RFC 9449 §7.1: a DPoP challenge names the proof algorithms, and says what was wrong.
+  if (header === 'DPoP') {
+    challenge = { ...challenge, params: { ...challenge.params, algs: DPOP_ALGORITHMS.join(' ') } }
+    if (challenge.error !== undefined && challenge.description === undefined) challenge = { ...challenge, description: message }
+  }
   const params: string[] = []
   if (challenge.realm !== undefined) params.push(`realm="${challenge.realm}"`)
   if (challenge.error !== undefined) params.push(`error="${challenge.error}"`)
@@ -126,7 +132,7 @@ export function sendError (request: FastifyRequest, reply: FastifyReply, thrown:
   }
   if (shaped.statusCode === 401) {
     const challenge = challengeOf(request, error)
-    if (challenge !== undefined) void reply.header('www-authenticate', formatChallenge(request, challenge))
+    if (challenge !== undefined) void reply.header('www-authenticate', formatChallenge(request, challenge, shaped.message))
   }
   if (error.headers !== undefined) void reply.headers(error.headers)
   if (typeof error.retryAfter === 'number') void reply.header('retry-after', String(error.retryAfter))

@@ -5,11 +5,13 @@
 // enabled; readToken) → signature and claims (access-tokens.ts; remembered per token) →
 // isAccessTokenRevoked against the in-memory revocation list. No database round trip, except the
 // first time this instance sees a token: then its session must exist, belong to its `sub` and be live.
+// A DPoP-bound token (claim cnf.jkt, RFC 9449) is honoured only as `Authorization: DPoP` with a
+// proof by its key for this request (src/plugins/dpop.ts); sent as Bearer it is refused.
 import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import type { ClientKind } from '../auth/sessions.js'
 import { type Clock, isAccessTokenRevoked } from '../auth/token-rules.js'
-import { TokenInvalid, TokenMissing, TokenRevoked, ValidationFailed } from '../errors.js'
+import { DpopInvalid, TokenInvalid, TokenMissing, TokenRevoked, ValidationFailed } from '../errors.js'
 import type { AccessTokenPayload, CheckedToken } from './access-tokens.js'
 
 export interface Principal {
@@ -18,6 +20,8 @@ export interface Principal {
   sessionId: string
   tokenVersion: number
   client: ClientKind
+  /** The DPoP key the token is bound to (its cnf.jkt), proven by this request's proof. */
+  dpopThumbprint?: string
 }
 
 declare module 'fastify' {
@@ -36,11 +40,18 @@ declare module 'fastify' {
 }
 
 const BEARER = /^Bearer +([^ ]+) *$/i
+const DPOP = /^DPoP +([^ ]+) *$/i
+
+/** A refusal of how a token was presented (RFC 9449 §7.1/§7.2: challenged as invalid_token). */
+function misusedToken (message: string): Error {
+  return Object.assign(new DpopInvalid(message), { challenge: { scheme: 'DPoP', error: 'invalid_token' } })
+}
 
 export interface ProtectOptions { clock: Clock }
 
 export default fp(async function protect (fastify, { clock }: ProtectOptions) {
   const { config, db, revocations, accessTokens } = fastify
+  const dpopRequired = config.dpop.mode === 'required'
 
   /** The request's access token, if it sent one; where the Authorization scheme is read. */
   function readToken (request: FastifyRequest): string | undefined {
@@ -53,6 +64,12 @@ export default fp(async function protect (fastify, { clock }: ProtectOptions) {
       return fromQuery
     }
     if (header === undefined) return undefined
+    if (/^DPoP\b/i.test(header)) {
+      request.dpopScheme = true
+      const dpop = DPOP.exec(header)
+      if (dpop === null) throw new TokenInvalid()
+      return dpop[1]
+    }
     const match = BEARER.exec(header)
     if (match === null) {
       // Another scheme (Basic, …) is no bearer credential at all; a broken Bearer header is an invalid one.
@@ -60,6 +77,23 @@ export default fp(async function protect (fastify, { clock }: ProtectOptions) {
       return undefined
     }
     return match[1]
+  }
+
+  /**
+   * RFC 9449 §7: a bound token needs the DPoP scheme and a proof by its key over this request and
+   * this token (ath); an unbound one the Bearer scheme (and, while DPOP=required, is refused).
+   * Resolves with the thumbprint the request proved, or undefined for a plain bearer token.
+   */
+  async function checkBinding (request: FastifyRequest, token: string, payload: AccessTokenPayload): Promise<string | undefined> {
+    const bound = payload.cnf?.jkt
+    if (request.dpopScheme !== true) {
+      if (bound !== undefined) throw misusedToken('This access token is bound to a DPoP key: send it as Authorization: DPoP with a DPoP proof')
+      throw misusedToken('This server accepts DPoP-bound access tokens only')
+    }
+    if (bound === undefined) throw misusedToken('This access token is not DPoP-bound: send it as Authorization: Bearer')
+    const proof = await fastify.dpop.proofOf(request, { accessToken: token, thumbprint: bound })
+    if (proof === null) throw new DpopInvalid('A DPoP-bound access token needs a DPoP proof')
+    return proof.thumbprint
   }
 
   // A correctly signed token is honoured only if its session exists, belongs to its `sub` and is
@@ -93,12 +127,21 @@ export default fp(async function protect (fastify, { clock }: ProtectOptions) {
     const { payload } = checked
     if (isAccessTokenRevoked(payload, revocations)) throw new TokenRevoked()
     const principal: Principal = { userId: payload.sub, username: payload.preferred_username, sessionId: payload.sid, tokenVersion: payload.ver, client: payload.client_id === 'web' ? 'web' : 'mobile' }
-    if (!checked.firstSight) return principal
-    return confirmFirstSight(token, payload).then(() => {
-      // A revocation may have arrived while the query ran.
-      if (isAccessTokenRevoked(payload, revocations)) throw new TokenRevoked()
+    // Plain bearer tokens (the common case without DPoP) stay on the synchronous path.
+    const needsBinding = request.dpopScheme === true || payload.cnf !== undefined || dpopRequired
+    if (!checked.firstSight && !needsBinding) return principal
+    return (async () => {
+      if (needsBinding) {
+        const thumbprint = await checkBinding(request, token, payload)
+        if (thumbprint !== undefined) principal.dpopThumbprint = thumbprint
+      }
+      if (checked.firstSight) {
+        await confirmFirstSight(token, payload)
+        // A revocation may have arrived while the query ran.
+        if (isAccessTokenRevoked(payload, revocations)) throw new TokenRevoked()
+      }
       return principal
-    })
+    })()
   }
   const verifyAccessToken = async (request: FastifyRequest): Promise<Principal> => checkAccessToken(request)
 
@@ -132,4 +175,4 @@ export default fp(async function protect (fastify, { clock }: ProtectOptions) {
     }
     done()
   })
-}, { name: 'protect', dependencies: ['database', 'access-tokens', 'auth-domain'] })
+}, { name: 'protect', dependencies: ['database', 'access-tokens', 'auth-domain', 'dpop'] })

@@ -23,7 +23,8 @@ const TokenRequest = Type.Object({
 })
 const TokenSuccess = Type.Object({
   access_token: Type.String(),
-  token_type: Type.String({ examples: ['Bearer'] }),
+  /** DPoP when the request carried a DPoP proof (RFC 9449 §5): the tokens are bound to its key. */
+  token_type: Type.String({ examples: ['Bearer', 'DPoP'] }),
   expires_in: Type.Integer(),
   refresh_token: Type.String()
 })
@@ -39,8 +40,8 @@ function oauthErrorSchema (statusCode: number, errors: OAuthErrorCode[], codes: 
 }
 const TOKEN_RESPONSES = {
   200: TokenSuccess,
-  400: oauthErrorSchema(400, ['invalid_request', 'invalid_grant', 'unsupported_grant_type'],
-    ['VALIDATION_ERROR', 'AUTH_INVALID_CREDENTIALS', 'AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED']),
+  400: oauthErrorSchema(400, ['invalid_request', 'invalid_grant', 'unsupported_grant_type', 'invalid_dpop_proof', 'use_dpop_nonce'],
+    ['VALIDATION_ERROR', 'AUTH_INVALID_CREDENTIALS', 'AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED', 'AUTH_DPOP_INVALID', 'AUTH_DPOP_NONCE']),
   401: oauthErrorSchema(401, ['invalid_client'], ['OAUTH_INVALID_CLIENT']),
   413: oauthErrorSchema(413, ['invalid_request'], ['PAYLOAD_TOO_LARGE']),
   415: oauthErrorSchema(415, ['invalid_request'], ['UNSUPPORTED_MEDIA_TYPE']),
@@ -67,7 +68,7 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
   })
 
   fastify.post('/oauth/token', {
-    config: { public: true, rateLimit: { max: config.rateLimitMax, timeWindow: 60_000 } },
+    config: { public: true, dpop: true, rateLimit: { max: config.rateLimitMax, timeWindow: 60_000 } },
     schema: {
       tags: ['oauth'],
       summary: 'OAuth 2.0 token endpoint: password and refresh_token grants',
@@ -93,20 +94,22 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
       if (characterCount(username) > LOGIN_USERNAME_MAX_LENGTH || characterCount(password) > PASSWORD_MAX_LENGTH) {
         throw new ValidationFailed('username or password too long')
       }
+      // The proof is checked before the password (RFC 9449 §5: a bound session from the start).
+      const dpopThumbprint = await fastify.dpop.bindingOf(request)
       issued = await accounts.login(username, password, request.ip, {
-        client: 'mobile', userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip
+        client: 'mobile', userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip, dpopThumbprint
       })
     } else if (grantType === 'refresh_token') {
       const refreshToken = requireParameter(body, 'refresh_token')
       if (!isWellFormedRefreshToken(refreshToken)) throw new RefreshInvalid()
-      issued = await sessions.refresh(refreshToken, { userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip })
+      issued = await sessions.refresh(refreshToken, { userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip, ...await fastify.dpop.refreshContextOf(request) })
     } else {
       throw new UnsupportedGrantType('grant_type must be password or refresh_token')
     }
     void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
     return {
       access_token: issued.accessToken,
-      token_type: 'Bearer',
+      token_type: issued.dpopThumbprint === null ? 'Bearer' : 'DPoP',
       expires_in: issued.expiresIn,
       refresh_token: issued.refreshToken
     }

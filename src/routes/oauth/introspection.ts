@@ -47,7 +47,8 @@ export default async function introspectionRoutes (app: FastifyInstance) {
         token_type: 'refresh_token',
         exp: Math.floor(live.expiresAt / 1000),
         iat: Math.floor(live.issuedAt / 1000),
-        ...common
+        ...common,
+        ...(live.dpopJkt === null ? {} : { cnf: { jkt: live.dpopJkt } })
       }
     }
     const claims = fastify.inspectAccessToken(token)
@@ -58,11 +59,12 @@ export default async function introspectionRoutes (app: FastifyInstance) {
       sid: claims.sid,
       client_id: claims.client_id,
       username: claims.preferred_username,
-      token_type: 'Bearer',
+      token_type: claims.cnf === undefined ? 'Bearer' : 'DPoP',
       exp: claims.exp,
       iat: claims.iat,
       jti: claims.jti,
-      ...common
+      ...common,
+      ...(claims.cnf === undefined ? {} : { cnf: { jkt: claims.cnf.jkt } })
     }
   })
 }
