@@ -149,10 +149,9 @@ export class SessionStore {
    * for a new client, records it as the session's last and writes its `refresh-new-client` event),
    * all or nothing. Every write is conditional, which is the guard against a concurrent refresh of
    * the same token or a concurrent revocation of the session: the session update requires the
-   * session live, not outdated (its token version not below the user's) and its refreshCount still
-   * the one the caller read (a concurrent rotation that committed first has moved it); the token is
-   * retired only if it is unretired, and the successor and the event are written only if both of
-   * those happened. The session row is locked first, in the same order as revocation, so the two
+   * session live, not outdated (its token version not below the user's), its refreshCount still the
+   * one the caller read (a concurrent rotation that committed first has moved it) and the token
+   * unretired; the token is retired, and the successor and the event written, only if that happened. The session row is locked first, in the same order as revocation, so the two
    * cannot deadlock. Returns false when another change won (then nothing of the successor exists).
    */
   async rotate (rotation: Rotation): Promise<boolean> {
@@ -174,6 +173,7 @@ export class SessionStore {
                "lastUserAgent" = CASE WHEN ${changed} THEN ${r.newClient?.userAgent ?? null}::text ELSE "lastUserAgent" END
         WHERE "id" = ${r.sessionId} AND "revokedAt" IS NULL AND "refreshCount" = ${r.refreshCount}
           AND "tokenVersion" >= (SELECT u."tokenVersion" FROM "User" u WHERE u."id" = "Session"."userId")
+          AND EXISTS (SELECT 1 FROM "RefreshToken" WHERE "id" = ${r.tokenId} AND "retiredAt" IS NULL)
         RETURNING "id"
       ), retired AS (
         UPDATE "RefreshToken" SET "retiredAt" = ${r.at}, "retiredReason" = 'rotated', "successorId" = ${r.successorId},
@@ -207,11 +207,13 @@ export class SessionStore {
         ? this.db.$executeRaw`
           UPDATE "Session" SET "lastUsedAt" = ${r.at}, "refreshCount" = "refreshCount" + 1
           WHERE "id" = ${r.sessionId} AND "revokedAt" IS NULL AND "refreshCount" = ${r.refreshCount}
-            AND "tokenVersion" >= (SELECT u."tokenVersion" FROM "User" u WHERE u."id" = "Session"."userId")`
+            AND "tokenVersion" >= (SELECT u."tokenVersion" FROM "User" u WHERE u."id" = "Session"."userId")
+          AND EXISTS (SELECT 1 FROM "RefreshToken" WHERE "id" = ${r.tokenId} AND "retiredAt" IS NULL)`
         : this.db.$executeRaw`
           UPDATE "Session" SET "lastUsedAt" = ${r.at}, "refreshCount" = "refreshCount" + 1, "lastIp" = ${r.newClient.ip}, "lastUserAgent" = ${r.newClient.userAgent}
           WHERE "id" = ${r.sessionId} AND "revokedAt" IS NULL AND "refreshCount" = ${r.refreshCount}
-            AND "tokenVersion" >= (SELECT u."tokenVersion" FROM "User" u WHERE u."id" = "Session"."userId")`,
+            AND "tokenVersion" >= (SELECT u."tokenVersion" FROM "User" u WHERE u."id" = "Session"."userId")
+          AND EXISTS (SELECT 1 FROM "RefreshToken" WHERE "id" = ${r.tokenId} AND "retiredAt" IS NULL)`,
       this.db.$executeRaw`
         UPDATE "RefreshToken" SET "retiredAt" = ${r.at}, "retiredReason" = 'rotated', "successorId" = ${r.successorId},
                "successorSealed" = ${r.sealed}, "sealExpiresAt" = ${r.sealExpiresAt}
