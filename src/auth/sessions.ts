@@ -4,6 +4,7 @@
 // change in one transaction, and feeds every revocation into the in-memory RevocationList.
 import { randomUUID } from 'node:crypto'
 import type { Db, DbTransaction } from '../db/client.js'
+import { SessionStore } from '../db/session-store.js'
 import { DpopInvalid, RefreshInvalid, RefreshReused } from '../errors.js'
 import { type AuthEventSink, IGNORE_AUTH_EVENTS, type RefreshOutcome } from './events.js'
 import type { RevocationEventRecord } from './revocation-list.js'
@@ -132,36 +133,6 @@ interface PresentedTokenRow extends PresentedToken {
   tokenVersion: number
   userDisabled: boolean
 }
-type RawTime = Date | string | number | null
-interface RawPresentedToken {
-  id: string
-  retiredAt: RawTime
-  expiresAt: RawTime
-  successorSealed: string | null
-  sessionId: string
-  client: string
-  sessionRevokedAt: RawTime
-  sessionRevokedReason: string | null
-  sessionExpiresAt: RawTime
-  sessionTokenVersion: number | bigint
-  refreshCount: number | bigint
-  sessionIp: string | null
-  sessionUserAgent: string | null
-  lastIp: string | null
-  lastUserAgent: string | null
-  sessionDpopJkt: string | null
-  userId: string
-  username: string
-  tokenVersion: number | bigint
-  disabled: boolean | number
-  successorId: string | null
-  successorRetiredAt: RawTime
-  successorExpiresAt: RawTime
-}
-/** Raw rows carry times as the driver returns them (Date, ISO text or epoch ms): milliseconds or null. */
-function timeOf (value: RawTime): number | null {
-  return value === null ? null : new Date(value).getTime()
-}
 
 export interface SessionServiceDeps {
   db: Db
@@ -202,9 +173,11 @@ export class SessionService {
   private readonly clock: Clock
   private readonly lifetimes: Lifetimes
   private readonly events: AuthEventSink
+  private readonly store: SessionStore
 
   constructor (private readonly deps: SessionServiceDeps) {
     this.db = deps.db
+    this.store = new SessionStore(deps.db)
     this.clock = deps.clock
     this.lifetimes = deps.lifetimes
     this.events = deps.events ?? IGNORE_AUTH_EVENTS
@@ -285,7 +258,7 @@ export class SessionService {
     let sealed = { value: token.successorSealed, boundTo: token.id }
     if (successor !== null && successor.retiredAt !== null && token.retiredAt !== null &&
         now - token.retiredAt < this.lifetimes.reuseGrace * 1000) {
-      const current = await this.findCurrentToken(token.session.id)
+      const current = await this.store.findCurrentToken(token.session.id)
       successor = current === null ? null : { retiredAt: null, expiresAt: current.expiresAt }
       sealed = { value: current?.sealed ?? null, boundTo: current?.parentId ?? '' }
     }
@@ -337,60 +310,33 @@ export class SessionService {
 
   /** The presented token with its session, user and successor: everything judging it needs, in one query. */
   private async findPresentedToken (tokenHash: string): Promise<PresentedTokenRow | null> {
-    const rows = await this.db.$queryRaw<RawPresentedToken[]>`
-      SELECT t."id", t."retiredAt", t."expiresAt", t."successorSealed",
-             s."id" AS "sessionId", s."client", s."revokedAt" AS "sessionRevokedAt", s."revokedReason" AS "sessionRevokedReason", s."expiresAt" AS "sessionExpiresAt",
-             s."tokenVersion" AS "sessionTokenVersion",
-             s."refreshCount", s."ip" AS "sessionIp", s."userAgent" AS "sessionUserAgent", s."lastIp", s."lastUserAgent", s."dpopJkt" AS "sessionDpopJkt",
-             u."id" AS "userId", u."username", u."tokenVersion", u."disabled",
-             n."id" AS "successorId", n."retiredAt" AS "successorRetiredAt", n."expiresAt" AS "successorExpiresAt"
-      FROM "RefreshToken" t
-      JOIN "Session" s ON s."id" = t."sessionId"
-      JOIN "User" u ON u."id" = s."userId"
-      LEFT JOIN "RefreshToken" n ON n."id" = t."successorId"
-      WHERE t."tokenHash" = ${tokenHash}`
-    const row = rows[0]
-    if (row === undefined) return null
+    const row = await this.store.findPresentedToken(tokenHash)
+    if (row === null) return null
+    const { session, user } = row
     return {
       id: row.id,
-      retiredAt: timeOf(row.retiredAt),
-      expiresAt: timeOf(row.expiresAt)!,
+      retiredAt: row.retiredAt,
+      expiresAt: row.expiresAt,
       successorSealed: row.successorSealed,
       hasSealedSuccessor: row.successorSealed !== null,
       client: row.client === 'web' ? 'web' : 'mobile',
       session: {
-        id: row.sessionId,
-        revokedAt: timeOf(row.sessionRevokedAt),
-        revokedReason: row.sessionRevokedReason,
-        expiresAt: timeOf(row.sessionExpiresAt)!,
-        outdated: Number(row.sessionTokenVersion) < Number(row.tokenVersion),
-        refreshCount: Number(row.refreshCount),
-        // Until a refresh comes from another client, the last client is the login's.
-        lastIp: row.lastIp ?? row.sessionIp,
-        lastUserAgent: row.lastUserAgent ?? row.sessionUserAgent,
-        dpopJkt: row.sessionDpopJkt
+        id: session.id,
+        revokedAt: session.revokedAt,
+        revokedReason: session.revokedReason,
+        expiresAt: session.expiresAt,
+        outdated: session.tokenVersion < user.tokenVersion,
+        refreshCount: session.refreshCount,
+        lastIp: session.lastIp,
+        lastUserAgent: session.lastUserAgent,
+        dpopJkt: session.dpopJkt
       },
-      successor: row.successorId === null ? null : { retiredAt: timeOf(row.successorRetiredAt), expiresAt: timeOf(row.successorExpiresAt)! },
-      userId: row.userId,
-      username: row.username,
-      tokenVersion: Number(row.tokenVersion),
-      userDisabled: Boolean(row.disabled)
+      successor: row.successor === null ? null : { retiredAt: row.successor.retiredAt, expiresAt: row.successor.expiresAt },
+      userId: user.id,
+      username: user.username,
+      tokenVersion: user.tokenVersion,
+      userDisabled: user.disabled
     }
-  }
-
-  /**
-   * The session's current refresh token (its one unretired token) with the seal of its value that its
-   * predecessor's row holds during the grace window; null when the session has none.
-   */
-  private async findCurrentToken (sessionId: string): Promise<{ expiresAt: number, parentId: string, sealed: string | null } | null> {
-    const rows = await this.db.$queryRaw<Array<{ expiresAt: RawTime, parentId: string, successorSealed: string | null }>>`
-      SELECT c."expiresAt", p."id" AS "parentId", p."successorSealed"
-      FROM "RefreshToken" c
-      JOIN "RefreshToken" p ON p."id" = c."parentId" AND p."successorId" = c."id"
-      WHERE c."sessionId" = ${sessionId} AND c."retiredAt" IS NULL`
-    const row = rows.length === 1 ? rows[0]! : undefined
-    if (row === undefined) return null
-    return { expiresAt: timeOf(row.expiresAt)!, parentId: row.parentId, sealed: row.successorSealed }
   }
 
   /** The presenting client when it differs from the session's last one (a refresh-new-client event), else null. */
@@ -401,56 +347,26 @@ export class SessionService {
   }
 
   /**
-   * Retires the presented token and stores its successor, in one batched transaction of three
-   * statements (four when the client changed: the history event). Each is conditional, which is the
-   * guard against a concurrent refresh of the same token or a concurrent revocation of the session:
-   * whichever commits second finds nothing to update, and the successor is inserted only if this
-   * transaction retired its parent in a live session. The session row is locked first, in the same
-   * order as revocation, so the two cannot deadlock. A session started under an older token version
-   * than the user's (see startSession) is never renewed.
-   * The session update counts the rotation and is conditional on the count this refresh read: a
-   * concurrent rotation that committed first has moved it, so the loser counts nothing (on PostgreSQL
-   * a recheck sees the session row as committed, but not other tables, so a condition on the token
-   * row would not do). The history event is inserted only if the successor was.
-   * Returns false when another change won.
+   * Retires the presented token and stores its successor (SessionStore.rotate: all or nothing, each
+   * write conditional on the session still live, not outdated and counted as this refresh read it).
+   * A session started under an older token version than the user's (see startSession) is never
+   * renewed. Returns false when another change won.
    */
   private async rotate (token: PresentedTokenRow, successorToken: string, successorExpiresAt: number, now: number, newClient: { ip: string | null, userAgent: string | null } | null): Promise<boolean> {
-    const { id: tokenId, session } = token
-    const sessionId = session.id
-    const successorId = randomUUID()
     const keepForGrace = this.lifetimes.reuseGrace > 0
-    const at = new Date(now)
-    const sealed = keepForGrace ? this.deps.seal.seal(successorToken, tokenId) : null
-    const sealExpiresAt = keepForGrace ? new Date(now + this.lifetimes.reuseGrace * 1000) : null
-    const statements = [
-      newClient === null
-        ? this.db.$executeRaw`
-          UPDATE "Session" SET "lastUsedAt" = ${at}, "refreshCount" = "refreshCount" + 1
-          WHERE "id" = ${sessionId} AND "revokedAt" IS NULL AND "refreshCount" = ${session.refreshCount}
-            AND "tokenVersion" >= (SELECT u."tokenVersion" FROM "User" u WHERE u."id" = "Session"."userId")`
-        : this.db.$executeRaw`
-          UPDATE "Session" SET "lastUsedAt" = ${at}, "refreshCount" = "refreshCount" + 1, "lastIp" = ${newClient.ip}, "lastUserAgent" = ${newClient.userAgent}
-          WHERE "id" = ${sessionId} AND "revokedAt" IS NULL AND "refreshCount" = ${session.refreshCount}
-            AND "tokenVersion" >= (SELECT u."tokenVersion" FROM "User" u WHERE u."id" = "Session"."userId")`,
-      this.db.$executeRaw`
-        UPDATE "RefreshToken" SET "retiredAt" = ${at}, "retiredReason" = 'rotated', "successorId" = ${successorId},
-               "successorSealed" = ${sealed}, "sealExpiresAt" = ${sealExpiresAt}
-        WHERE "id" = ${tokenId} AND "retiredAt" IS NULL`,
-      this.db.$executeRaw`
-        INSERT INTO "RefreshToken" ("id", "sessionId", "tokenHash", "parentId", "createdAt", "expiresAt")
-        SELECT ${successorId}, ${sessionId}, ${hashRefreshToken(successorToken)}, ${tokenId}, ${at}, ${new Date(successorExpiresAt)}
-        WHERE EXISTS (SELECT 1 FROM "RefreshToken" WHERE "id" = ${tokenId} AND "successorId" = ${successorId})
-          AND EXISTS (SELECT 1 FROM "Session" s JOIN "User" u ON u."id" = s."userId"
-                      WHERE s."id" = ${sessionId} AND s."revokedAt" IS NULL AND s."tokenVersion" >= u."tokenVersion")`
-    ]
-    if (newClient !== null) {
-      statements.push(this.db.$executeRaw`
-        INSERT INTO "SessionEvent" ("sessionId", "userId", "type", "at", "ip", "userAgent")
-        SELECT ${sessionId}, ${token.userId}, 'refresh-new-client', ${at}, ${newClient.ip}, ${newClient.userAgent}
-        WHERE EXISTS (SELECT 1 FROM "RefreshToken" WHERE "id" = ${successorId})`)
-    }
-    const [touched, retired, inserted] = await this.db.$transaction(statements)
-    return touched === 1 && retired === 1 && inserted === 1
+    return this.store.rotate({
+      tokenId: token.id,
+      sessionId: token.session.id,
+      userId: token.userId,
+      refreshCount: token.session.refreshCount,
+      successorId: randomUUID(),
+      successorHash: hashRefreshToken(successorToken),
+      successorExpiresAt: new Date(successorExpiresAt),
+      sealed: keepForGrace ? this.deps.seal.seal(successorToken, token.id) : null,
+      sealExpiresAt: keepForGrace ? new Date(now + this.lifetimes.reuseGrace * 1000) : null,
+      at: new Date(now),
+      newClient
+    })
   }
 
   /**
@@ -458,11 +374,9 @@ export class SessionService {
    * records it, and so does the prune for sessions nobody presented again.
    */
   private async recordExpiry (sessionId: string, userId: string, at: number): Promise<void> {
-    await this.db.$executeRaw`
-      INSERT INTO "SessionEvent" ("sessionId", "userId", "type", "at")
-      SELECT ${sessionId}, ${userId}, 'expired', ${new Date(at)}
-      WHERE NOT EXISTS (SELECT 1 FROM "SessionEvent" WHERE "sessionId" = ${sessionId} AND "type" = 'expired')`
+    await this.store.recordExpiry(sessionId, userId, new Date(at))
   }
+
 
   /** The live session a refresh token belongs to (any token of the family), for logout. */
   async findLiveSession (presentedToken: string): Promise<{ id: string, userId: string } | null> {

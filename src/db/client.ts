@@ -13,6 +13,22 @@ export type { RefreshToken, Session, User } from '../generated/sqlite/client.js'
  * hold some 10 MB of memory for nothing.
  */
 export async function createDbClient (database: DatabaseConfig): Promise<Db> {
+  const db = await createProviderClient(database)
+  providers.set(db, database.provider)
+  return db
+}
+
+export type DbProvider = DatabaseConfig['provider']
+const providers = new WeakMap<Db, DbProvider>()
+
+/** The provider a client made by createDbClient talks to (raw SQL that differs per provider asks this). */
+export function providerOf (db: Db): DbProvider {
+  const provider = providers.get(db)
+  if (provider === undefined) throw new Error('providerOf: not a client made by createDbClient')
+  return provider
+}
+
+async function createProviderClient (database: DatabaseConfig): Promise<Db> {
   if (database.provider === 'sqlite') {
     const [{ PrismaClient }, { IsolatedSqlite }] = await Promise.all([import('../generated/sqlite/client.js'), import('./sqlite-adapter.js')])
     // timeout is SQLite's busy timeout: a writer waits this long for another process's lock.
@@ -20,7 +36,7 @@ export async function createDbClient (database: DatabaseConfig): Promise<Db> {
   }
   const [{ PrismaClient }, { PrismaPg }, { RecognizingPool }] = await Promise.all([
     import('../generated/postgresql/client.js'), import('@prisma/adapter-pg'), import('./pg-pool.js')])
-  // search_path makes raw queries (src/auth/sessions.ts) address the same schema as generated ones.
+  // search_path makes raw queries (src/db/session-store.ts) address the same schema as generated ones.
   // A connection that cannot be opened within the timeout fails the request (503) instead of hanging it.
   const pool = new RecognizingPool({
     connectionString: database.url, max: 10, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS, options: `-c search_path="${database.schema}"`
