@@ -178,48 +178,85 @@ for (const database of testDatabases()) {
   t.test(`a login with the old password racing a password change never keeps a working session (${database})`, async (t) => {
     const f = await accountsFixture(t, database)
     const outcomes = { loginFailed: 0, loginEnded: 0 }
-    for (let round = 0; round < 6; round++) {
-      const name = `ivy${round}`
+    /** One round: a login with the old password and a change of it, started as `start` says. */
+    async function round (label: string, start: (name: string, userId: string, newPassword: string) => [Promise<IssuedTokens>, Promise<IssuedTokens>]) {
+      const name = `ivy${outcomes.loginFailed + outcomes.loginEnded}`
       const user = await f.accounts.register(name, PASSWORD)
       const caller = await f.accounts.login(name, PASSWORD, ADDRESS, mobile)
-      const newPassword = `the new staple battery ${round}`
-      // The login starts first or a little later, so each side wins in some rounds.
-      const [login, change] = await Promise.allSettled([
-        (async () => { await new Promise((resolve) => setTimeout(resolve, round % 3 === 0 ? 0 : round * 4)); return f.accounts.login(name, PASSWORD, `192.0.2.${round + 10}`, mobile) })(),
-        f.accounts.changePassword(user.id, PASSWORD, newPassword, ADDRESS, mobile)
-      ])
-      t.equal(change.status, 'fulfilled', 'the change succeeds')
+      const newPassword = `the new staple battery ${name}`
+      const [login, change] = await Promise.allSettled(start(name, user.id, newPassword))
+      t.equal(change.status, 'fulfilled', `${label}: the change succeeds`)
       if (change.status === 'fulfilled') await f.sessions.refresh(change.value.refreshToken)
-      await assertDead(t, f, caller, 'the session before the change')
+      await assertDead(t, f, caller, `${label}: the session before the change`)
       if (login.status === 'fulfilled') {
         outcomes.loginEnded++
-        await assertDead(t, f, login.value, 'the racing login')
+        await assertDead(t, f, login.value, `${label}: the racing login`)
       } else {
         outcomes.loginFailed++
-        t.has(login.reason, INVALID_CREDENTIALS, 'the racing login failed with the old password')
+        t.has(login.reason, INVALID_CREDENTIALS, `${label}: the racing login failed with the old password`)
       }
       await t.rejects(f.accounts.login(name, PASSWORD, ADDRESS, mobile), INVALID_CREDENTIALS)
       await f.accounts.login(name, newPassword, ADDRESS, mobile)
+      return login.status === 'fulfilled' ? 'login ended' : 'login failed'
     }
-    t.comment(`outcomes: ${JSON.stringify(outcomes)}`)
+    const change = async (userId: string, newPassword: string) => f.accounts.changePassword(userId, PASSWORD, newPassword, ADDRESS, mobile)
+
+    // Each side forced once, so both branches above are checked whichever way the free races go.
+    t.equal(await round('login committed first', (name, userId, newPassword) => {
+      const login = f.accounts.login(name, PASSWORD, '192.0.2.9', mobile)
+      return [login, login.then(async () => change(userId, newPassword))]
+    }), 'login ended')
+    t.equal(await round('change committed after the login\'s check', (name, userId, newPassword) => {
+      const held = f.hasher.holdNextVerify()
+      const login = f.accounts.login(name, PASSWORD, '192.0.2.9', mobile)
+      const changed = held.reached.then(async () => change(userId, newPassword)).finally(held.release)
+      return [login, changed]
+    }), 'login failed')
+    for (let free = 0; free < 6; free++) {
+      // The login starts first or a little later, so each side wins in some rounds.
+      await round(`free round ${free}`, (name, userId, newPassword) => [
+        (async () => { await new Promise((resolve) => setTimeout(resolve, free % 3 === 0 ? 0 : free * 4)); return f.accounts.login(name, PASSWORD, `192.0.2.${free + 10}`, mobile) })(),
+        change(userId, newPassword)
+      ])
+    }
+    t.ok(outcomes.loginFailed > 0 && outcomes.loginEnded > 0, `both outcomes were checked: ${JSON.stringify(outcomes)}`)
   })
 
   t.test(`a login racing logout-everywhere: its session is ended or started after it (${database})`, async (t) => {
     const f = await accountsFixture(t, database)
-    for (let round = 0; round < 6; round++) {
-      const name = `jack${round}`
+    const outcomes = new Set<string>()
+    let rounds = 0
+    async function round (label: string, start: (name: string, userId: string) => [Promise<IssuedTokens>, Promise<unknown>]) {
+      const name = `jack${rounds++}`
       const user = await f.accounts.register(name, PASSWORD)
-      const [login] = await Promise.all([
-        f.accounts.login(name, PASSWORD, ADDRESS, mobile),
-        (async () => { await new Promise((resolve) => setTimeout(resolve, round * 3)); await f.sessions.logoutEverywhere(user.id) })()
-      ])
+      const [login] = await Promise.all(start(name, user.id))
       const version = (await f.db.user.findUniqueOrThrow({ where: { id: user.id } })).tokenVersion
+      t.equal(version, 1, `${label}: the logout raised the token version`)
       if (claimsOf(login.accessToken).ver < version) {
-        await assertDead(t, f, login, 'a login that started before the logout')
+        outcomes.add('login before')
+        await assertDead(t, f, login, `${label}: a login that started before the logout`)
       } else {
-        t.notOk(isAccessTokenRevoked(claimsOf(login.accessToken), f.revocations), 'a login after the logout works')
+        outcomes.add('login after')
+        t.notOk(isAccessTokenRevoked(claimsOf(login.accessToken), f.revocations), `${label}: a login after the logout works`)
         await f.sessions.refresh(login.refreshToken)
       }
+    }
+    // Each side forced once, so both branches above are checked whichever way the free races go.
+    await round('login committed first', (name, userId) => {
+      const login = f.accounts.login(name, PASSWORD, ADDRESS, mobile)
+      return [login, login.then(async () => f.sessions.logoutEverywhere(userId))]
+    })
+    await round('logout committed after the login\'s check', (name, userId) => {
+      const held = f.hasher.holdNextVerify()
+      const login = f.accounts.login(name, PASSWORD, ADDRESS, mobile)
+      return [login, held.reached.then(async () => f.sessions.logoutEverywhere(userId)).finally(held.release)]
+    })
+    t.same([...outcomes], ['login before', 'login after'], 'forced: each side as forced')
+    for (let free = 0; free < 6; free++) {
+      await round(`free round ${free}`, (name, userId) => [
+        f.accounts.login(name, PASSWORD, ADDRESS, mobile),
+        (async () => { await new Promise((resolve) => setTimeout(resolve, free * 3)); await f.sessions.logoutEverywhere(userId) })()
+      ])
     }
   })
 
