@@ -7,7 +7,13 @@
 // Mobile mode: the refresh token is kept through a storage adapter (SecureStore/Keychain-shaped) and
 // written by compare-and-swap, so an older answer never overwrites a newer token.
 //
+// DPoP (mobile mode, `dpop` option): every login, refresh and API call carries a proof signed by a
+// key the SDK never sees the private half of (dpop.ts), so a copied refresh token is useless elsewhere.
+//
 // No runtime dependencies, and no DOM assumptions outside web mode (React Native, Node).
+import { type DpopKeyProvider, createProof, webCryptoKeyProvider } from './dpop.js'
+
+export { type CryptoKeyStore, type DpopKeyProvider, type WebCryptoKeyProviderOptions, createProof, indexedDbKeyStore, webCryptoKeyProvider } from './dpop.js'
 
 export type Mode = 'web' | 'mobile'
 
@@ -52,6 +58,11 @@ export interface AuthClientOptions {
   clock?: () => number
   /** Web mode: coordinate with the other tabs of this browser. Default true where the browser allows. */
   crossTab?: boolean
+  /**
+   * Mobile mode: bind the session to a key (DPoP, RFC 9449). `true` uses a non-extractable WebCrypto
+   * ES256 key (kept in IndexedDB in browsers, in memory in Node); or pass your own key provider.
+   */
+  dpop?: boolean | { keyProvider: DpopKeyProvider }
 }
 
 export interface AuthClient {
@@ -102,6 +113,8 @@ interface TokenResponse {
 
 interface HeldToken {
   accessToken: string
+  /** 'DPoP' for a token bound to the client's key (sent with a proof), else 'Bearer'. */
+  tokenType?: string
   /** Local clock, ms: when the answer that carried it was received, and when it stops working. */
   receivedAt: number
   expiresAt: number
@@ -204,6 +217,9 @@ class Client {
   }
 
   private closed = false
+  private readonly dpop: DpopKeyProvider | null = null
+  /** The latest DPoP-Nonce each origin sent (RFC 9449 §8): the next proof to it carries it. */
+  private readonly dpopNonces = new Map<string, string>()
 
   constructor (options: AuthClientOptions) {
     if (typeof options.baseUrl !== 'string' || options.baseUrl === '') throw new TypeError('createAuthClient: baseUrl is required')
@@ -219,6 +235,15 @@ class Client {
     this.leewayMs = Math.max(0, options.refreshLeewaySeconds ?? 60) * 1000
     this.autoRefresh = options.autoRefresh ?? true
     this.now = options.clock ?? (() => Date.now())
+    if (options.dpop !== undefined && options.dpop !== false) {
+      if (this.mode !== 'mobile') throw new TypeError('createAuthClient: dpop is for mobile mode (a web session is kept by its httpOnly cookie)')
+      this.dpop = options.dpop === true
+        ? webCryptoKeyProvider({ name: `auth-client:dpop:${this.baseUrl}` })
+        : options.dpop.keyProvider
+      if (this.dpop === undefined || typeof this.dpop.sign !== 'function' || typeof this.dpop.publicJwk !== 'function') {
+        throw new TypeError('createAuthClient: dpop.keyProvider needs alg, publicJwk() and sign(data)')
+      }
+    }
 
     if (this.mode === 'web' && options.crossTab !== false) {
       if (typeof BroadcastChannel === 'function') {
@@ -258,20 +283,64 @@ class Client {
     return this.baseUrl + path
   }
 
-  /** A request to an /auth endpoint: the cookie and the CSRF header travel in web mode. */
-  private async authRequest (path: string, init: RequestInit = {}): Promise<Response> {
+  /**
+   * A request to an /auth endpoint: the cookie and the CSRF header travel in web mode; `proof` adds a
+   * DPoP proof (login, refresh), made anew for the one retry a nonce challenge earns.
+   */
+  private async authRequest (path: string, init: RequestInit = {}, proof = false): Promise<Response> {
     const headers = new Headers(init.headers)
     if (init.body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/json')
     if (this.mode === 'web') headers.set('x-requested-with', 'fetch')
+    const url = this.url(path)
+    const attempt = async (): Promise<Response> => {
+      if (proof && this.dpop !== null) headers.set('dpop', await this.proof(init.method ?? 'GET', url))
+      try {
+        return await this.doFetch(url, {
+          ...init,
+          headers,
+          credentials: this.mode === 'web' ? 'include' : 'omit',
+          cache: 'no-store'
+        })
+      } catch (error) {
+        throw new AuthError(0, 'NETWORK_ERROR', `Could not reach the auth server: ${String((error as Error)?.message ?? error)}`, undefined, { cause: error })
+      }
+    }
+    const response = await attempt()
+    if (proof && await this.nonceChallenged(url, response)) return attempt()
+    return response
+  }
+
+  // ---- DPoP ----
+
+  private async proof (method: string, url: string, accessToken?: string): Promise<string> {
+    let nonce: string | undefined
+    try { nonce = this.dpopNonces.get(new URL(url).origin) } catch { /* not an absolute URL: no nonce */ }
     try {
-      return await this.doFetch(this.url(path), {
-        ...init,
-        headers,
-        credentials: this.mode === 'web' ? 'include' : 'omit',
-        cache: 'no-store'
-      })
+      return await createProof(this.dpop!, { method, url, accessToken, nonce, iat: Math.floor(this.now() / 1000) })
     } catch (error) {
-      throw new AuthError(0, 'NETWORK_ERROR', `Could not reach the auth server: ${String((error as Error)?.message ?? error)}`, undefined, { cause: error })
+      throw new AuthError(0, 'DPOP_KEY_ERROR', `Could not sign a DPoP proof: ${String((error as Error)?.message ?? error)}`, undefined, { cause: error })
+    }
+  }
+
+  /** Keeps the answer's DPoP-Nonce; true when the answer asks for a proof with it (use_dpop_nonce). */
+  private async nonceChallenged (url: string, response: Response): Promise<boolean> {
+    const nonce = response.headers.get('dpop-nonce')
+    if (nonce === null || this.dpop === null) return false
+    try { this.dpopNonces.set(new URL(url).origin, nonce) } catch { return false }
+    if (response.status !== 400 && response.status !== 401) return false
+    if (/use_dpop_nonce/.test(response.headers.get('www-authenticate') ?? '')) return true
+    const { code, body } = await errorCode(response)
+    return code === 'AUTH_DPOP_NONCE' || (body as { error?: unknown } | undefined)?.error === 'use_dpop_nonce'
+  }
+
+  /** Authorization (and DPoP proof) headers for a request carrying `token`. */
+  private async authorize (headers: Headers, token: HeldToken, method: string, url: string): Promise<void> {
+    if (token.tokenType?.toLowerCase() === 'dpop' && this.dpop !== null) {
+      headers.set('authorization', `DPoP ${token.accessToken}`)
+      headers.set('dpop', await this.proof(method, url, token.accessToken))
+    } else {
+      headers.set('authorization', `Bearer ${token.accessToken}`)
+      headers.delete('dpop')
     }
   }
 
@@ -309,7 +378,7 @@ class Client {
     // The token's exp counts from the server's whole second of issue, so it may end up to a second
     // before `expiresIn` says; counting from this client's receipt avoids trusting its wall clock.
     const lifetime = Math.max(body.expiresIn * 1000 - 1000, body.expiresIn * 500)
-    return { accessToken: body.accessToken, receivedAt, expiresAt: receivedAt + lifetime, user: body.user }
+    return { accessToken: body.accessToken, tokenType: body.tokenType, receivedAt, expiresAt: receivedAt + lifetime, user: body.user }
   }
 
   private adopt (token: HeldToken): void {
@@ -488,7 +557,7 @@ class Client {
       if (stale !== null) await this.endSession('expired')
       return false
     }
-    const response = await this.authRequest('/auth/refresh', { method: 'POST', body: JSON.stringify({ refreshToken: presented }) })
+    const response = await this.authRequest('/auth/refresh', { method: 'POST', body: JSON.stringify({ refreshToken: presented }) }, true)
     if (response.ok) {
       const body = await this.json<TokenResponse>(response)
       if (body.refreshToken === undefined) throw new AuthError(200, 'BAD_RESPONSE', 'The token response carries no refresh token')
@@ -507,7 +576,9 @@ class Client {
   /** A refresh the server answered with an error: end the session only when the server says it is over. */
   private async refusedRefresh (response: Response, stale: HeldToken | null, generation: number): Promise<boolean> {
     const { code, message, body } = await errorCode(response)
-    if (response.status !== 401) throw new AuthError(response.status, code, message, body)
+    // A refused proof (a key other than the session's, a clock far off) ends nothing: nothing rotated,
+    // and the session goes on with a good proof.
+    if (response.status !== 401 || code.startsWith('AUTH_DPOP')) throw new AuthError(response.status, code, message, body)
     // A newer token came while the request was out (another tab's refresh or password change, whose
     // cookie replaced the one this request carried): the session goes on.
     if (this.generation !== generation && this.token !== null && this.isFresh(this.token)) return true
@@ -552,12 +623,20 @@ class Client {
 
   private async send (input: string | URL | Request, init: RequestInit | undefined, token: HeldToken | null): Promise<Response> {
     const isRequest = typeof Request === 'function' && input instanceof Request
-    const request = isRequest ? (input as Request).clone() : input
     const headers = new Headers(init?.headers ?? (isRequest ? (input as Request).headers : undefined))
-    if (token !== null) headers.set('authorization', `Bearer ${token.accessToken}`)
-    else headers.delete('authorization')
     if (typeof init?.body === 'string' && !headers.has('content-type')) headers.set('content-type', 'application/json')
-    return this.doFetch(request, { ...init, headers })
+    const method = init?.method ?? (isRequest ? (input as Request).method : 'GET')
+    const url = isRequest ? (input as Request).url : String(input)
+    const attempt = async (): Promise<Response> => {
+      const request = isRequest ? (input as Request).clone() : input
+      if (token !== null) await this.authorize(headers, token, method, url)
+      else headers.delete('authorization')
+      return this.doFetch(request, { ...init, headers })
+    }
+    const response = await attempt()
+    // A resource server that wants a nonce in the proof: one retry with it, a new proof.
+    if (token?.tokenType?.toLowerCase() === 'dpop' && await this.nonceChallenged(url, response)) return attempt()
+    return response
   }
 
   async authorizedFetch (input: string | URL | Request, init?: RequestInit): Promise<Response> {
@@ -594,7 +673,7 @@ class Client {
     const response = await this.authRequest('/auth/login', {
       method: 'POST',
       body: JSON.stringify({ username, password, client: this.mode })
-    })
+    }, true)
     const body = await this.json<TokenResponse>(response)
     await this.storeSessionStart(body.refreshToken)
     const token = this.fromResponse(body)
@@ -615,9 +694,11 @@ class Client {
         response = await this.authRequest('/auth/logout', { method: 'POST' })
       } else {
         const refreshToken = await this.storageLock(() => this.storedRefreshToken())
+        const headers = new Headers()
+        if (refreshToken === null && this.token !== null) await this.authorize(headers, this.token, 'POST', this.url('/auth/logout'))
         response = refreshToken !== null
           ? await this.authRequest('/auth/logout', { method: 'POST', body: JSON.stringify({ refreshToken }) })
-          : await this.authRequest('/auth/logout', { method: 'POST', headers: this.token === null ? {} : { authorization: `Bearer ${this.token.accessToken}` } })
+          : await this.authRequest('/auth/logout', { method: 'POST', headers })
       }
       // 401: the session had already ended; the outcome is the same.
       if (!response.ok && response.status !== 401) {
