@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { EmbeddedJWK, calculateJwkThumbprint, generateKeyPair, jwtVerify } from 'jose'
 import t from 'tap'
 import { createProof, webCryptoKeyProvider } from '../src/index.js'
-import { base64url, sha256 } from '../src/dpop.js'
+import { base64url, sha256 } from '../src/index.js'
 import { createProofChecker } from '../../verifier/src/dpop.js'
 
 t.test('SHA-256 and base64url agree with node:crypto', async (t) => {
