@@ -8,6 +8,7 @@ import { ValidationFailed } from './errors.js'
 import auth from './plugins/auth.js'
 import authEvents from './plugins/auth-events.js'
 import database from './plugins/database.js'
+import dpop from './plugins/dpop.js'
 import { lazyRequestLogger, loggerOptions } from './logging.js'
 import errorHandler, { sendError } from './plugins/error-handler.js'
 import rateLimits from './plugins/rate-limit.js'
@@ -71,9 +72,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     origin: (origin, callback) => callback(null, origin !== undefined && config.allowedOrigins.includes(origin)),
     credentials: true,
     methods: ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'],
-    allowedHeaders: ['Content-Type', 'Authorization', 'X-Requested-With'],
-    // Browser apps must read these to back off (429/503) and to tell an expired token from a missing one.
-    exposedHeaders: ['Retry-After', 'WWW-Authenticate'],
+    allowedHeaders: ['Content-Type', 'Authorization', 'X-Requested-With', 'DPoP'],
+    // Browser apps must read these to back off (429/503), to tell an expired token from a missing one,
+    // and to put the server's nonce in their next DPoP proof.
+    exposedHeaders: ['Retry-After', 'WWW-Authenticate', 'DPoP-Nonce'],
     maxAge: 600
   })
   await fastify.register(securityHeaders)
@@ -81,6 +83,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await fastify.register(authEvents)
   await fastify.register(rateLimits)
   await fastify.register(database, { database: config.database })
+  await fastify.register(dpop, { config, clock })
   await fastify.register(auth, { config, clock })
   await fastify.register(revocationDoorbell)
   if (config.metricsPort !== undefined) await fastify.register((await import('./plugins/metrics.js')).default, { host: config.host, port: config.metricsPort })

@@ -3,7 +3,6 @@
 // logout on one worker is refused by the others at once.
 import cluster from 'node:cluster'
 import { type Server, createServer } from 'node:http'
-import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { AggregatorRegistry } from 'prom-client'
 import { ConfigError, loadConfig } from './config.js'
@@ -14,11 +13,6 @@ try {
   process.loadEnvFile()
 } catch {}
 
-const workers = Number(process.env.WORKERS ?? availableParallelism())
-if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
-  console.error('Invalid configuration: WORKERS must be a whole number from 1 to 256')
-  process.exit(1)
-}
 let config
 try {
   config = loadConfig()
@@ -61,7 +55,7 @@ cluster.on('exit', (worker, code, signal) => {
   console.error(`worker ${worker.process.pid} exited (${signal ?? code}); starting another`)
   fork()
 })
-for (let i = 0; i < workers; i++) fork()
+for (let i = 0; i < config.workers; i++) fork()
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {

@@ -1,56 +1,14 @@
-// The one place that reads process.env. Every variable is declared, defaulted and validated here;
-// the rest of the app receives a typed Config. A bad value throws ConfigError naming the variable.
+// The one place that reads process.env. Every variable is declared once, in src/settings.ts, and
+// validated against the schema derived from there; here it becomes the typed Config the rest of the
+// app receives. A bad value throws ConfigError naming the variable.
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
-import Type, { type Static } from 'typebox'
+import type { Static } from 'typebox'
 import Value from 'typebox/value'
 import { type KeySet, KeyError, buildKeySet } from './auth/signing-keys.js'
+import { EnvSchema, SETTINGS, type SettingName } from './settings.js'
 
-const Seconds = (defaultValue: number) => Type.Integer({ minimum: 1, maximum: 10 * 365 * 24 * 3600, default: defaultValue })
-
-const EnvSchema = Type.Object({
-  NODE_ENV: Type.String({ default: 'development' }),
-  HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
-  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
-  DATABASE_URL: Type.String({ minLength: 1, default: 'file:./data/auth.db' }),
-  JWT_SECRET: Type.Optional(Type.String()),
-  JWT_PRIVATE_KEY: Type.Optional(Type.String()),
-  JWT_PREVIOUS_PUBLIC_KEYS: Type.Optional(Type.String()),
-  JWT_ISSUER: Type.String({ minLength: 1, default: 'auth-server' }),
-  JWT_AUDIENCE: Type.String({ minLength: 1, default: 'auth-server-api' }),
-  ACCESS_TOKEN_TTL: Seconds(900),
-  REFRESH_IDLE_TTL: Seconds(1_209_600),
-  REFRESH_ABSOLUTE_TTL: Seconds(2_592_000),
-  REFRESH_REUSE_GRACE: Type.Integer({ minimum: 0, maximum: 300, default: 10 }),
-  ALLOWED_ORIGINS: Type.String({ default: '' }),
-  COOKIE_SECURE: Type.Boolean({ default: true }),
-  ACCESS_TOKEN_QUERY_PARAM: Type.Boolean({ default: false }),
-  ALLOW_REGISTRATION: Type.Boolean({ default: true }),
-  LOGIN_MAX_FAILURES: Type.Integer({ minimum: 1, maximum: 1000, default: 5 }),
-  LOGIN_LOCK_WINDOW: Seconds(900),
-  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 100 }),
-  IPV6_PREFIX_LENGTH: Type.Integer({ minimum: 1, maximum: 128, default: 64 }),
-  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
-  TRUST_PROXY: Type.Boolean({ default: false }),
-  LOG_LEVEL: Type.Union(
-    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
-    { default: 'info' }
-  ),
-  PASSWORD_HASH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: Math.max(1, availableParallelism() - 1) }),
-  REVOCATION_POLL_INTERVAL_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 }),
-  // Operators: the OpenAPI docs (default: on outside production) and the Prometheus listener (off while unset).
-  API_DOCS: Type.Optional(Type.Boolean()),
-  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
-  // Unset: on outside production (see loadConfig).
-  DEMO: Type.Optional(Type.Boolean()),
-  SESSION_EVENTS_RETENTION: Type.Integer({ minimum: 1, maximum: 3650, default: 30 }),
-  PUBLIC_URL: Type.Optional(Type.String({ minLength: 1 })),
-  RESOURCE_SERVERS: Type.Optional(Type.String()),
-  REVOCATION_STREAM_HEARTBEAT: Type.Integer({ minimum: 1, maximum: 15, default: 15 }),
-  REVOCATION_STREAMS_PER_CLIENT: Type.Integer({ minimum: 1, maximum: 1000, default: 4 })
-})
 type Env = Static<typeof EnvSchema>
 
 export class ConfigError extends Error {
@@ -68,9 +26,10 @@ export interface Config {
   env: string
   host: string
   port: number
+  /** Worker processes of `npm run start:cluster` (src/cluster.ts); a single server ignores it. */
+  workers: number
   logLevel: string
   trustProxy: boolean
-  dataDir: string
   database: DatabaseConfig
   redisUrl: string | undefined
   jwt: {
@@ -106,6 +65,12 @@ export interface Config {
   /** Services that may introspect tokens and read the revocation feed (HTTP Basic). Never logged. */
   resourceServers: ResourceServerCredential[]
   revocationStream: { heartbeatSeconds: number, perClient: number }
+  /**
+   * DPoP (RFC 9449): `off` binds nothing new, `optional` binds sessions started with a proof,
+   * `required` refuses sessions without one. `nonce`: proofs must carry a server nonce.
+   * `proofWindow`: seconds a proof's iat may lie before or after the server's time.
+   */
+  dpop: { mode: 'off' | 'optional' | 'required', nonce: boolean, proofWindow: number }
   /** Messages for the log once the logger exists (e.g. a generated secret). */
   warnings: string[]
 }
@@ -115,16 +80,17 @@ export interface ResourceServerCredential { id: string, secret: string }
 const BOOLEAN_WORDS: Record<string, boolean> = { true: true, false: false, 1: true, 0: false, yes: true, no: false }
 
 /** Turns raw strings into the schema's types, refusing what is not exactly one of them. */
-function coerce (name: string, raw: string): unknown {
-  const property = (EnvSchema.properties as Record<string, { type?: string }>)[name]
-  const type = property?.type
+function coerce (name: SettingName, raw: string): unknown {
+  const type = (SETTINGS[name].schema as { type?: string }).type
+  // A credential's value is never repeated in a message (it would reach the terminal and the log).
+  const got = SETTINGS[name].secret === true ? '' : ` (got "${raw}")`
   if (type === 'integer') {
-    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number (got "${raw}")`)
+    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number${got}`)
     return Number(raw.trim())
   }
   if (type === 'boolean') {
     const value = BOOLEAN_WORDS[raw.trim().toLowerCase()]
-    if (value === undefined) throw new ConfigError(name, `must be true or false (got "${raw}")`)
+    if (value === undefined) throw new ConfigError(name, `must be true or false${got}`)
     return value
   }
   return raw
@@ -232,7 +198,7 @@ function signingKeys (secret: string, env: Env): KeySet {
 
 export function loadConfig (source: Record<string, string | undefined> = process.env, cwd = process.cwd()): Config {
   const raw: Record<string, unknown> = {}
-  for (const name of Object.keys(EnvSchema.properties)) {
+  for (const name of Object.keys(SETTINGS) as SettingName[]) {
     const value = source[name]
     if (value !== undefined && value !== '') raw[name] = coerce(name, value)
   }
@@ -258,9 +224,9 @@ export function loadConfig (source: Record<string, string | undefined> = process
     env: env.NODE_ENV,
     host: env.HOST,
     port: env.PORT,
+    workers: env.WORKERS,
     logLevel: env.LOG_LEVEL,
     trustProxy: env.TRUST_PROXY,
-    dataDir,
     database,
     redisUrl: env.REDIS_URL,
     jwt: {
@@ -291,6 +257,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     publicUrl,
     resourceServers: parseResourceServers(env.RESOURCE_SERVERS),
     revocationStream: { heartbeatSeconds: env.REVOCATION_STREAM_HEARTBEAT, perClient: env.REVOCATION_STREAMS_PER_CLIENT },
+    dpop: { mode: env.DPOP as Config['dpop']['mode'], nonce: env.DPOP_NONCE, proofWindow: env.DPOP_PROOF_WINDOW },
     warnings
   }
 }

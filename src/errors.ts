@@ -10,6 +10,10 @@ export const TokenExpired = createError('AUTH_TOKEN_EXPIRED', 'The access token 
 export const TokenRevoked = createError('AUTH_TOKEN_REVOKED', 'The access token has been revoked', 401)
 export const RefreshInvalid = createError('AUTH_REFRESH_INVALID', 'The refresh token is invalid or expired', 401)
 export const RefreshReused = createError('AUTH_REFRESH_REUSED', 'The refresh token was already used; the session has been revoked', 401)
+// DPoP (RFC 9449, src/auth/dpop.ts): a proof that fails a check, or is missing where a bound session
+// or token (or DPOP=required) needs one; a proof without a current server nonce (DPOP_NONCE=true).
+export const DpopInvalid = createError('AUTH_DPOP_INVALID', '%s', 401)
+export const DpopNonceRequired = createError('AUTH_DPOP_NONCE', '%s', 401)
 export const CsrfRejected = createError('AUTH_CSRF', 'Cross-site request rejected: %s', 403)
 export const RateLimited = createError('AUTH_RATE_LIMITED', 'Too many attempts; retry after %s seconds', 429)
 export const UsernameTaken = createError('AUTH_USERNAME_TAKEN', 'That username is taken', 409)

@@ -84,7 +84,8 @@ t.test('good values are taken as given', async (t) => {
     RATE_LIMIT_MAX: '20',
     REDIS_URL: 'redis://cache.internal:6379',
     TRUST_PROXY: 'true',
-    LOG_LEVEL: 'warn'
+    LOG_LEVEL: 'warn',
+    WORKERS: '3'
   }, cwd)
   t.equal(config.jwt.secret, SECRET, 'JWT_SECRET is used as given')
   t.equal(config.host, '0.0.0.0')
@@ -101,6 +102,7 @@ t.test('good values are taken as given', async (t) => {
   t.equal(config.redisUrl, 'redis://cache.internal:6379')
   t.equal(config.trustProxy, true)
   t.equal(config.logLevel, 'warn')
+  t.equal(config.workers, 3)
   t.notOk(existsSync(join(cwd, 'data', 'jwt-secret')), 'no secret is generated when one is configured')
 })
 
@@ -147,7 +149,10 @@ t.test('bad values throw a ConfigError that names the variable', async (t) => {
     ['RESOURCE_SERVERS', ':0123456789abcdefghij'],
     ['RESOURCE_SERVERS', 'a:0123456789abcdefghij,a:0123456789abcdefghij'],
     ['REVOCATION_STREAM_HEARTBEAT', '16'],
-    ['REVOCATION_STREAMS_PER_CLIENT', '0']
+    ['REVOCATION_STREAMS_PER_CLIENT', '0'],
+    ['WORKERS', '0'],
+    ['WORKERS', '257'],
+    ['WORKERS', 'many']
   ]
   for (const [variable, value] of cases) {
     const env: Record<string, string> = { [variable]: value }

@@ -1,6 +1,7 @@
 // What the bench needs to know about the server, taken from the server's own built code (dist/, made
 // by `npm run build`) rather than copied: the configuration it would load, the names of the variables
-// it reads, its password hasher, and its session domain for the in-process refresh ceiling.
+// it reads (its settings declaration), its password hasher, and its session domain for the in-process
+// refresh ceiling.
 // If one of these moves in src/, this file is the one place to follow it.
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -15,24 +16,10 @@ function distModule (path) {
   return import(file)
 }
 
-/**
- * Every environment variable the server's configuration reads: loadConfig is handed a source that
- * records each name it asks for (it asks for every variable of its schema, set or not). The source
- * answers only the two values that keep loadConfig from touching the disk (a secret, so none is
- * generated into a data folder; a SQLite path nobody opens).
- */
+/** Every environment variable the server reads: the names of its one declaration (src/settings.ts). */
 export async function configVariables () {
-  const { loadConfig } = await distModule('config.js')
-  const asked = new Set()
-  const answers = { JWT_SECRET: 'x'.repeat(16) + 'abcdefghijklmnopqrstuvwxyz', DATABASE_URL: 'file:/nonexistent/bench-probe.db' }
-  const source = new Proxy({}, {
-    get (_target, name) {
-      if (typeof name === 'string') asked.add(name)
-      return typeof name === 'string' ? answers[name] : undefined
-    }
-  })
-  loadConfig(source, '/nonexistent')
-  return [...asked]
+  const { SETTING_NAMES } = await distModule('settings.js')
+  return [...SETTING_NAMES]
 }
 
 /** The Config the server will build from `env` (its defaults filled in), e.g. PASSWORD_HASH_CONCURRENCY. */

@@ -4,7 +4,7 @@
 // change in one transaction, and feeds every revocation into the in-memory RevocationList.
 import { randomUUID } from 'node:crypto'
 import type { Db, DbTransaction } from '../db/client.js'
-import { RefreshInvalid, RefreshReused } from '../errors.js'
+import { DpopInvalid, RefreshInvalid, RefreshReused } from '../errors.js'
 import { type AuthEventSink, IGNORE_AUTH_EVENTS, type RefreshOutcome } from './events.js'
 import type { RevocationEventRecord, RevocationList } from './revocation-list.js'
 import type { SuccessorSeal } from './successor-seal.js'
@@ -17,7 +17,17 @@ import {
 export type ClientKind = 'mobile' | 'web'
 export type AccessTokenSigner = (claims: AccessTokenClaims) => string
 /** Who made a request (for session history): its address and user agent, as far as known. */
-export interface ClientContext { userAgent?: string | undefined, ip?: string | undefined }
+export interface ClientContext {
+  userAgent?: string | undefined
+  ip?: string | undefined
+  /**
+   * The RFC 7638 thumbprint of the key of a DPoP proof that came with the request and passed every
+   * check (src/auth/dpop.ts). A login binds its session to it; a refresh of a bound session needs it.
+   */
+  dpopThumbprint?: string | undefined
+  /** DPOP=required: a refresh of a session not bound to a key is refused too. */
+  requireDpop?: boolean | undefined
+}
 export interface SessionContext extends ClientContext { client: ClientKind }
 export interface AccountView { id: string, username: string }
 
@@ -32,6 +42,8 @@ export interface IssuedTokens {
   sessionId: string
   client: ClientKind
   user: AccountView
+  /** The thumbprint of the DPoP key the session is bound to (its access tokens' cnf.jkt); null: Bearer. */
+  dpopThumbprint: string | null
 }
 
 export type RevocationReason = 'logout' | 'deleted' | 'reuse' | 'password-change' | 'logout-all'
@@ -113,7 +125,7 @@ interface PresentedTokenRow extends PresentedToken {
   id: string
   successorSealed: string | null
   client: ClientKind
-  session: TokenSession & { id: string, revokedReason: string | null, refreshCount: number, lastIp: string | null, lastUserAgent: string | null }
+  session: TokenSession & { id: string, revokedReason: string | null, refreshCount: number, lastIp: string | null, lastUserAgent: string | null, dpopJkt: string | null }
   successor: SuccessorState | null
   userId: string
   username: string
@@ -138,6 +150,7 @@ interface RawPresentedToken {
   sessionUserAgent: string | null
   lastIp: string | null
   lastUserAgent: string | null
+  sessionDpopJkt: string | null
   userId: string
   username: string
   tokenVersion: number | bigint
@@ -211,6 +224,7 @@ export class SessionService {
         lastUsedAt: new Date(now),
         expiresAt: new Date(expiresAt),
         tokenVersion: user.tokenVersion,
+        dpopJkt: context.dpopThumbprint ?? null,
         refreshTokens: {
           create: { id: randomUUID(), tokenHash: hashRefreshToken(refreshToken), createdAt: new Date(now), expiresAt: new Date(refreshExpiresAt) }
         }
@@ -221,7 +235,7 @@ export class SessionService {
       data: { sessionId, userId: user.id, type: 'login', at: new Date(now), ip: context.ip ?? null, userAgent: context.userAgent ?? null },
       select: { id: true }
     })
-    return this.issue(user, sessionId, context.client, refreshToken, refreshExpiresAt, now)
+    return this.issue(user, sessionId, context.client, refreshToken, refreshExpiresAt, now, context.dpopThumbprint ?? null)
   }
 
   /**
@@ -233,6 +247,17 @@ export class SessionService {
     const now = this.clock()
     const token = await this.findPresentedToken(hashRefreshToken(presentedToken))
     if (token === null) throw this.refusal('invalid', null)
+    // RFC 9449: a bound session is renewed only with a proof by its key, and that is checked before
+    // anything else, so a thief without the key neither rotates nor triggers reuse detection.
+    // An unbound session never gets bound here: binding mid-session would let whoever holds a stolen
+    // refresh token bind the session to their own key.
+    const boundTo = token.session.dpopJkt
+    if (boundTo !== null ? context?.dpopThumbprint !== boundTo : context?.requireDpop === true) {
+      this.reportRefresh('refused', token)
+      throw new DpopInvalid(boundTo !== null
+        ? (context?.dpopThumbprint === undefined ? 'This session is bound to a DPoP key: send a DPoP proof' : 'The DPoP proof is not signed by the key this session is bound to')
+        : 'This server requires DPoP and the session is not bound to a key')
+    }
     if (token.userDisabled) throw this.refusal('refused', token)
     // A burst that rotated more than once: the token's own successor is retired too, and grace (if
     // due) answers with the family's current token, sealed in its predecessor's row.
@@ -256,7 +281,7 @@ export class SessionService {
           throw this.refusal('refused', token)
         }
         this.reportRefresh('rotated', token)
-        return this.issue(user, token.session.id, token.client, successorToken, successorExpiresAt, now)
+        return this.issue(user, token.session.id, token.client, successorToken, successorExpiresAt, now, boundTo)
       }
       case 'replay': {
         const successorToken = this.deps.seal.open(sealed.value ?? '', sealed.boundTo)
@@ -266,7 +291,7 @@ export class SessionService {
           select: { id: true }
         })
         this.reportRefresh('replayed', token)
-        return this.issue(user, token.session.id, token.client, successorToken, successor.expiresAt, now)
+        return this.issue(user, token.session.id, token.client, successorToken, successor.expiresAt, now, boundTo)
       }
       case 'revoke-session':
         await this.revokeSession(token.session.id, 'reuse', token.userId, context)
@@ -296,7 +321,7 @@ export class SessionService {
       SELECT t."id", t."retiredAt", t."retiredReason", t."expiresAt", t."successorSealed",
              s."id" AS "sessionId", s."client", s."revokedAt" AS "sessionRevokedAt", s."revokedReason" AS "sessionRevokedReason", s."expiresAt" AS "sessionExpiresAt",
              s."tokenVersion" AS "sessionTokenVersion",
-             s."refreshCount", s."ip" AS "sessionIp", s."userAgent" AS "sessionUserAgent", s."lastIp", s."lastUserAgent",
+             s."refreshCount", s."ip" AS "sessionIp", s."userAgent" AS "sessionUserAgent", s."lastIp", s."lastUserAgent", s."dpopJkt" AS "sessionDpopJkt",
              u."id" AS "userId", u."username", u."tokenVersion", u."disabled",
              n."id" AS "successorId", n."retiredAt" AS "successorRetiredAt", n."expiresAt" AS "successorExpiresAt"
       FROM "RefreshToken" t
@@ -323,7 +348,8 @@ export class SessionService {
         refreshCount: Number(row.refreshCount),
         // Until a refresh comes from another client, the last client is the login's.
         lastIp: row.lastIp ?? row.sessionIp,
-        lastUserAgent: row.lastUserAgent ?? row.sessionUserAgent
+        lastUserAgent: row.lastUserAgent ?? row.sessionUserAgent,
+        dpopJkt: row.sessionDpopJkt
       },
       successor: row.successorId === null ? null : { retiredAt: timeOf(row.successorRetiredAt), expiresAt: timeOf(row.successorExpiresAt)! },
       userId: row.userId,
@@ -659,15 +685,18 @@ export class SessionService {
     })
   }
 
-  private issue (user: AccountView & { tokenVersion: number }, sessionId: string, client: ClientKind, refreshToken: string, refreshExpiresAt: number, now: number): IssuedTokens {
+  private issue (user: AccountView & { tokenVersion: number }, sessionId: string, client: ClientKind, refreshToken: string, refreshExpiresAt: number, now: number, dpopThumbprint: string | null): IssuedTokens {
+    const claims = { sub: user.id, sid: sessionId, ver: user.tokenVersion, preferred_username: user.username, client_id: client }
     return {
-      accessToken: this.deps.signAccessToken({ sub: user.id, sid: sessionId, ver: user.tokenVersion, preferred_username: user.username, client_id: client }),
+      // RFC 9449 §6: a bound session's access tokens name the key (cnf.jkt) that must prove each use.
+      accessToken: this.deps.signAccessToken(dpopThumbprint === null ? claims : { ...claims, cnf: { jkt: dpopThumbprint } }),
       expiresIn: this.lifetimes.accessToken,
       refreshToken,
       refreshExpiresIn: refreshExpiresIn(now, refreshExpiresAt, this.lifetimes),
       sessionId,
       client,
-      user: { id: user.id, username: user.username }
+      user: { id: user.id, username: user.username },
+      dpopThumbprint
     }
   }
 }

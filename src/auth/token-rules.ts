@@ -125,6 +125,8 @@ export interface AccessTokenClaims {
   preferred_username: string
   /** How the session's refresh token travels: "mobile" (JSON body) or "web" (cookie); RFC 9068 §2.2. */
   client_id: string
+  /** RFC 9449 §6.1: the thumbprint of the DPoP key a bound session's tokens must be used with. */
+  cnf?: { jkt: string }
 }
 
 /** The in-memory view of revocations that access-token checks consult (see revocation-list.ts). */

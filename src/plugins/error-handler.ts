@@ -6,6 +6,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { isDatabaseUnavailable, isForeignKeyViolation } from '../db/client.js'
 import { InvalidCredentials, NotFound, TokenRevoked } from '../errors.js'
+import { dpopChallenge } from './dpop.js'
 
 /** Fastify's own errors, translated to the contract's codes. */
 const FRAMEWORK_CODES: Record<string, { statusCode: number, code: string }> = {
@@ -21,7 +22,7 @@ const CODES_BY_STATUS: Record<number, string> = {
 }
 
 export interface ShapedError { statusCode: number, code: string, message: string }
-type HandledError = FastifyError & { retryAfter?: number, sessionEnded?: string }
+type HandledError = FastifyError & { retryAfter?: number, sessionEnded?: string, dpopError?: string }
 
 /**
  * A write that referred to a vanished row means the caller's account is gone: with a verified
@@ -72,7 +73,7 @@ export function sendError (request: FastifyRequest, reply: FastifyReply, thrown:
     request.log.info({ code: shaped.code, statusCode: shaped.statusCode }, shaped.message)
   }
   if (shaped.statusCode === 401) {
-    const challenge = bearerChallenge(request, shaped.code)
+    const challenge = dpopChallenge(request, { code: shaped.code, message: shaped.message, dpopError: error.dpopError }) ?? bearerChallenge(request, shaped.code)
     if (challenge !== undefined) void reply.header('www-authenticate', challenge)
   }
   if (typeof error.retryAfter === 'number') void reply.header('retry-after', String(error.retryAfter))

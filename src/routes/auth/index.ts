@@ -65,7 +65,9 @@ export default async function authRoutes (app: FastifyInstance) {
       }
     }, async (request, reply) => {
       const { username, password, client = 'mobile' } = request.body
-      const issued = await accounts.login(username, password, request.ip, sessionContext(request, client))
+      // The proof is checked before the password: a request that cannot start a session costs no hash.
+      const dpopThumbprint = await fastify.dpop.bindingOf(request)
+      const issued = await accounts.login(username, password, request.ip, { ...sessionContext(request, client), dpopThumbprint })
       return sendTokens(reply, config, issued)
     })
 
@@ -86,7 +88,7 @@ export default async function authRoutes (app: FastifyInstance) {
     }, async (request, reply) => {
       const presented = presentedRefreshToken(request, config)
       if (presented === undefined) throw new RefreshInvalid()
-      const issued = await sessions.refresh(presented.token, clientContext(request))
+      const issued = await sessions.refresh(presented.token, { ...clientContext(request), ...await fastify.dpop.refreshContextOf(request) })
       return sendTokens(reply, config, issued)
     })
 

@@ -31,7 +31,8 @@ export const SessionParams = IdParams
 
 export const TokenResponse = Type.Object({
   accessToken: Type.String(),
-  tokenType: Type.Literal('Bearer'),
+  /** DPoP when the session is bound to a DPoP key (send the access token as `Authorization: DPoP`). */
+  tokenType: Type.Union([Type.Literal('Bearer'), Type.Literal('DPoP')]),
   expiresIn: Type.Integer(),
   /** Absent for web clients: their refresh token travels only in the httpOnly cookie. */
   refreshToken: Type.Optional(Type.String()),

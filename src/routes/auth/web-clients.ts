@@ -47,7 +47,8 @@ export function sendTokens (reply: FastifyReply, config: Config, issued: IssuedT
   void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
   const body = {
     accessToken: issued.accessToken,
-    tokenType: 'Bearer' as const,
+    // RFC 9449 §5: a session bound to a DPoP key gets DPoP-bound tokens.
+    tokenType: issued.dpopThumbprint === null ? 'Bearer' as const : 'DPoP' as const,
     expiresIn: issued.expiresIn,
     refreshExpiresIn: issued.refreshExpiresIn,
     user: issued.user
