@@ -305,8 +305,26 @@ class Client {
       }
     }
     const response = await attempt()
-    if (proof && await this.nonceChallenged(url, response)) return attempt()
+    if (!proof || this.dpop === null) return response
+    if (await this.nonceChallenged(url, response)) return attempt()
+    // A proof refused while this device's clock is far off the server's: once more, on the server's time.
+    if (this.learnClockOffset(response) && response.status >= 400 && response.status < 500) return attempt()
     return response
+  }
+
+  /** Server time − this device's time (ms), learned from the auth server's Date header when far off. */
+  private clockOffsetMs = 0
+
+  /** True when the answer's Date moved the proofs' clock by more than 30 s (the iat of the last proof was off). */
+  private learnClockOffset (response: Response): boolean {
+    const date = Date.parse(response.headers.get('date') ?? '')
+    if (Number.isNaN(date)) return false
+    const offset = date - this.now()
+    // Date has whole seconds and the answer took a while: small differences are noise.
+    const next = Math.abs(offset) > 10_000 ? offset : 0
+    const moved = Math.abs(next - this.clockOffsetMs) > 30_000
+    this.clockOffsetMs = next
+    return moved
   }
 
   // ---- DPoP ----
@@ -315,7 +333,7 @@ class Client {
     let nonce: string | undefined
     try { nonce = this.dpopNonces.get(new URL(url).origin) } catch { /* not an absolute URL: no nonce */ }
     try {
-      return await createProof(this.dpop!, { method, url, accessToken, nonce, iat: Math.floor(this.now() / 1000) })
+      return await createProof(this.dpop!, { method, url, accessToken, nonce, iat: Math.floor((this.now() + this.clockOffsetMs) / 1000) })
     } catch (error) {
       throw new AuthError(0, 'DPOP_KEY_ERROR', `Could not sign a DPoP proof: ${String((error as Error)?.message ?? error)}`, undefined, { cause: error })
     }

@@ -136,6 +136,20 @@ for (const database of testDatabases()) {
       t.equal((await restarted.fetch('/orders')).status, 200)
     })
 
+    t.test('a device clock five minutes off: the proof is refused once, then made on the server\'s time', async (t) => {
+      const server = await startServer(t, database)
+      const { username, password } = await registerUser(server.baseUrl)
+      const w = wire()
+      const client = createAuthClient({ baseUrl: server.baseUrl, mode: 'mobile', storage: memoryStorage(), fetch: w.impl, dpop: true, autoRefresh: false, clock: () => Date.now() - 300_000 })
+      t.teardown(() => client.close())
+      await client.login(username, password)
+      t.same(w.sent.map((request) => [request.status, request.code ?? null]), [[401, 'AUTH_DPOP_INVALID'], [200, null]], 'refused for its iat, then accepted')
+      const iat = decodeJwt(w.sent[1]!.dpop!).iat!
+      t.ok(Math.abs(iat - Date.now() / 1000) < 30, 'the retry\'s iat is the server\'s time')
+      t.equal(await client.refresh(), true, 'later proofs use it from the start')
+      t.equal(w.sent.length, 3)
+    })
+
     t.test('dpop is refused in web mode, and a broken provider is named', async (t) => {
       t.throws(() => createAuthClient({ baseUrl: 'http://127.0.0.1:1', mode: 'web', dpop: true }), TypeError)
       t.throws(() => createAuthClient({ baseUrl: 'http://127.0.0.1:1', mode: 'mobile', storage: memoryStorage(), dpop: { keyProvider: {} as never } }), TypeError)
