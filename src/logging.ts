@@ -41,7 +41,7 @@ export function loggerOptions (config: Config, pretty = wantsPrettyLogs(config))
     ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
     redact: {
       paths: [
-        'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
+        'req.headers.authorization', 'req.headers.dpop', 'req.headers.cookie', 'res.headers["set-cookie"]',
         '*.password', '*.currentPassword', '*.newPassword', '*.refreshToken', '*.accessToken', '*.refresh_token', '*.access_token'
       ],
       censor: '[REDACTED]'

@@ -17,8 +17,6 @@ const KEY_TYPES: Record<string, { kty: string, crv: string }> = {
   EdDSA: { kty: 'OKP', crv: 'Ed25519' }
 }
 export const DPOP_ALGORITHMS = Object.keys(KEY_TYPES)
-/** The `algs` parameter of a DPoP challenge (RFC 9449 §7.1). */
-export const DPOP_ALGS_PARAMETER = `algs="${DPOP_ALGORITHMS.join(' ')}"`
 
 /** Members that only a private (or symmetric) key has: a proof's `jwk` must never carry one. */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']

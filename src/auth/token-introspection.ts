@@ -12,6 +12,8 @@ export interface LiveRefreshToken {
   /** ms since the epoch */
   issuedAt: number
   expiresAt: number
+  /** The thumbprint of the DPoP key the session is bound to (introspection's cnf.jkt), else null. */
+  dpopJkt: string | null
 }
 
 export class TokenIntrospection {
@@ -27,7 +29,7 @@ export class TokenIntrospection {
         createdAt: true,
         expiresAt: true,
         session: {
-          select: { id: true, client: true, revokedAt: true, expiresAt: true, user: { select: { id: true, username: true, disabled: true } } }
+          select: { id: true, client: true, revokedAt: true, expiresAt: true, dpopJkt: true, user: { select: { id: true, username: true, disabled: true } } }
         }
       }
     })
@@ -40,7 +42,8 @@ export class TokenIntrospection {
       sessionId: session.id,
       client: session.client,
       issuedAt: token.createdAt.getTime(),
-      expiresAt: token.expiresAt.getTime()
+      expiresAt: token.expiresAt.getTime(),
+      dpopJkt: session.dpopJkt
     }
   }
 

@@ -45,6 +45,18 @@ const DOCS_CSP = [
 ].join('; ')
 
 const TOKEN_ERRORS = ['AUTH_TOKEN_MISSING', 'AUTH_TOKEN_INVALID', 'AUTH_TOKEN_EXPIRED', 'AUTH_TOKEN_REVOKED']
+const DPOP_ERRORS = ['AUTH_DPOP_INVALID', 'AUTH_DPOP_NONCE']
+
+/** The `DPoP` request header (RFC 9449), on the token endpoints and on every protected route. */
+function withDpopHeader (headers: Schema | undefined, description: string): Schema {
+  return {
+    type: 'object',
+    ...headers,
+    properties: { ...(headers?.properties ?? {}), dpop: { type: 'string', description } }
+  }
+}
+const PROTECTED_DPOP_HEADER = 'A DPoP proof (RFC 9449) for this request, with `ath`, when the access token is DPoP-bound (sent as `Authorization: DPoP <token>`).'
+const TOKEN_DPOP_HEADER = 'A DPoP proof (RFC 9449): at login it binds the new session to its key (`tokenType: "DPoP"`); a bound session\'s refresh needs a proof by the same key.'
 
 type Schema = Record<string, any>
 
@@ -67,10 +79,17 @@ function withErrors (responses: Schema, status: number, codes: string[]): void {
 /** The document's view of one route: its schema plus what it shares with the others. */
 function documentedSchema (schema: Schema | undefined, route: RouteOptions): Schema | undefined {
   if (schema?.hide === true) return schema
-  const config = (route.config ?? {}) as { public?: boolean, rateLimit?: unknown, noDatabase?: boolean }
+  const config = (route.config ?? {}) as { public?: boolean, rateLimit?: unknown, noDatabase?: boolean, dpop?: boolean }
   const responses: Schema = { ...(schema?.response ?? {}) }
+  let headers = schema?.headers as Schema | undefined
+  if (config.dpop === true) {
+    // The OAuth token endpoint answers them as 400 invalid_dpop_proof / use_dpop_nonce (RFC 9449 §5).
+    withErrors(responses, responses[400]?.properties?.error_description === undefined ? 401 : 400, DPOP_ERRORS)
+    headers = withDpopHeader(headers, TOKEN_DPOP_HEADER)
+  }
   if (config.public !== true) {
-    withErrors(responses, 401, TOKEN_ERRORS)
+    withErrors(responses, 401, [...TOKEN_ERRORS, ...DPOP_ERRORS])
+    headers = withDpopHeader(headers, PROTECTED_DPOP_HEADER)
     // Both an Authorization header and ?access_token= is ambiguous.
     withErrors(responses, 400, ['VALIDATION_ERROR'])
   }
@@ -84,8 +103,9 @@ function documentedSchema (schema: Schema | undefined, route: RouteOptions): Sch
   if (config.noDatabase !== true) withErrors(responses, 503, ['SERVICE_UNAVAILABLE'])
   return {
     ...schema,
+    ...(headers === undefined ? {} : { headers }),
     response: responses,
-    security: schema?.security ?? (config.public === true ? [] : [{ bearerAuth: [] }])
+    security: schema?.security ?? (config.public === true ? [] : [{ bearerAuth: [] }, { dpopAuth: [] }])
   }
 }
 
@@ -113,6 +133,11 @@ export default fp(async function apiDocs (fastify) {
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token (`typ: at+jwt`) from login, refresh or /oauth/token.' },
+          dpopAuth: {
+            type: 'http',
+            scheme: 'dpop',
+            description: 'A DPoP-bound access token (`tokenType: "DPoP"`, claim `cnf.jkt`; RFC 9449) as `Authorization: DPoP <token>`, with a `DPoP` proof header by the bound key (its `ath` the token\'s hash). Such a token sent as Bearer is refused.'
+          },
           refreshCookie: {
             type: 'apiKey',
             in: 'cookie',

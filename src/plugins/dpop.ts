@@ -4,7 +4,7 @@
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import {
-  DPOP_ALGORITHMS, DPOP_ALGS_PARAMETER, DpopNonces, DpopVerifier, MemoryReplayStore, RedisReplayStore,
+  DPOP_ALGORITHMS, DpopNonces, DpopVerifier, MemoryReplayStore, RedisReplayStore,
   type DpopMode, type VerifiedProof
 } from '../auth/dpop.js'
 import type { Clock } from '../auth/token-rules.js'
@@ -41,6 +41,10 @@ export interface DpopService {
 declare module 'fastify' {
   interface FastifyInstance {
     dpop: DpopService
+  }
+  interface FastifyContextConfig {
+    /** The route takes a DPoP proof that binds or renews a session (login, refresh, /oauth/token). */
+    dpop?: boolean
   }
 }
 
@@ -96,17 +100,3 @@ declare module 'fastify' {
   }
 }
 
-/**
- * The RFC 9449 §7.1 challenge for a failed request that involved DPoP, else undefined (the Bearer
- * challenges of RFC 6750 stay as they were for everyone else). `dpopError` on an error overrides the
- * error code (a bound token sent as Bearer is an invalid_token, not a bad proof).
- */
-export function dpopChallenge (request: FastifyRequest, error: { code: string, message: string, dpopError?: string }): string | undefined {
-  let code: string
-  if (error.code === 'AUTH_DPOP_NONCE') code = 'use_dpop_nonce'
-  else if (error.code === 'AUTH_DPOP_INVALID') code = error.dpopError ?? 'invalid_dpop_proof'
-  else if (request.dpopScheme === true && error.code.startsWith('AUTH_TOKEN_')) code = 'invalid_token'
-  else return undefined
-  const description = error.message.replace(/["\\]/g, "'")
-  return `DPoP error="${code}", error_description="${description}", ${DPOP_ALGS_PARAMETER}`
-}

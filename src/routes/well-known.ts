@@ -59,8 +59,9 @@ export default async function wellKnownRoutes (app: FastifyInstance) {
     response_types_supported: [],
     token_endpoint_auth_methods_supported: ['none'],
     introspection_endpoint_auth_methods_supported: ['client_secret_basic'],
-    revocation_endpoint_auth_methods_supported: ['none']
-    // dpop_signing_alg_values_supported joins once DPoP exists (the contract's DPOP setting, not `off`).
+    revocation_endpoint_auth_methods_supported: ['none'],
+    // RFC 9449 §5.1: the proof algorithms /oauth/token accepts, while DPoP is on.
+    ...(fastify.config.dpop.mode === 'off' ? {} : { dpop_signing_alg_values_supported: fastify.dpop.algorithms })
   }
   const options = {
     config: { public: true, noDatabase: true },

@@ -162,7 +162,7 @@ for (const database of testDatabases()) {
   })
 
   t.test(`a burst whose current token has expired is reuse, as today (${database})`, async (t) => {
-    const f = await sessionFixture(t, database, { ...LIFETIMES, refreshIdle: 5 })
+    const f = await sessionFixture(t, database, { lifetimes: { ...LIFETIMES, refreshIdle: 5 } })
     const user = await f.createUser()
     const first = await f.sessions.startSession(user, mobile)
     const second = await f.sessions.refresh(first.refreshToken)
@@ -210,7 +210,7 @@ for (const database of testDatabases()) {
   })
 
   t.test(`with no grace window a retired token is reuse at once (${database})`, async (t) => {
-    const f = await sessionFixture(t, database, { ...LIFETIMES, reuseGrace: 0 })
+    const f = await sessionFixture(t, database, { lifetimes: { ...LIFETIMES, reuseGrace: 0 } })
     const user = await f.createUser()
     const first = await f.sessions.startSession(user, mobile)
     await f.sessions.refresh(first.refreshToken)

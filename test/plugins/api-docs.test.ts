@@ -82,7 +82,7 @@ t.test('each operation has its responses, error codes and security', async (t) =
   const app = await docsApp(t)
   const document = await openapiDocument(app)
   const schemes = Object.keys(document.components.securitySchemes)
-  t.same(schemes.sort(), ['bearerAuth', 'csrfHeader', 'refreshCookie', 'resourceServerBasic'])
+  t.same(schemes.sort(), ['bearerAuth', 'csrfHeader', 'dpopAuth', 'refreshCookie', 'resourceServerBasic'])
   for (const [path, item] of Object.entries<Record<string, any>>(document.paths)) {
     for (const [method, operation] of Object.entries<any>(item)) {
       const name = `${method.toUpperCase()} ${path}`
@@ -102,9 +102,10 @@ t.test('each operation has its responses, error codes and security', async (t) =
       }
       const isProtected = operation.security.some((requirement: object) => 'bearerAuth' in requirement)
       if (isProtected && path !== '/auth/logout') {
-        t.same(operation.security, [{ bearerAuth: [] }], `${name} takes a Bearer token`)
+        t.same(operation.security, [{ bearerAuth: [] }, { dpopAuth: [] }], `${name} takes a Bearer or a DPoP-bound token`)
+        t.type(operation.parameters.find((parameter: { in: string, name: string }) => parameter.in === 'header' && parameter.name === 'dpop'), 'object', `${name} documents the DPoP header`)
         const unauthorized: string[] = operation.responses['401'].content['application/json'].schema.properties.code.enum
-        t.ok(['AUTH_TOKEN_MISSING', 'AUTH_TOKEN_INVALID', 'AUTH_TOKEN_EXPIRED', 'AUTH_TOKEN_REVOKED'].every((code) => unauthorized.includes(code)), `${name} lists the token errors`)
+        t.ok(['AUTH_TOKEN_MISSING', 'AUTH_TOKEN_INVALID', 'AUTH_TOKEN_EXPIRED', 'AUTH_TOKEN_REVOKED', 'AUTH_DPOP_INVALID', 'AUTH_DPOP_NONCE'].every((code) => unauthorized.includes(code)), `${name} lists the token errors`)
       }
     }
   }
@@ -113,13 +114,15 @@ t.test('each operation has its responses, error codes and security', async (t) =
     document.paths[path][method].responses[String(status)].content['application/json'].schema.properties.code.enum
   const login = document.paths['/auth/login'].post
   t.same(login.security, [], 'login needs no credentials')
-  t.same(codes('/auth/login', 'post', 401), ['AUTH_INVALID_CREDENTIALS'])
+  t.same(codes('/auth/login', 'post', 401), ['AUTH_INVALID_CREDENTIALS', 'AUTH_DPOP_INVALID', 'AUTH_DPOP_NONCE'])
+  t.ok(login.parameters.some((parameter: { in: string, name: string }) => parameter.in === 'header' && parameter.name === 'dpop'), 'login documents the DPoP header')
+  t.same(document.components.securitySchemes.dpopAuth.scheme, 'dpop')
   t.same(codes('/auth/login', 'post', 429), ['AUTH_RATE_LIMITED'])
   t.match(login.requestBody.content['application/json'].schema.required, ['username', 'password'])
   t.same(document.paths['/auth/refresh'].post.security, [{}, { refreshCookie: [], csrfHeader: [] }], 'refresh: body token, or cookie and CSRF header')
-  t.same(codes('/auth/refresh', 'post', 401), ['AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED'])
+  t.same(codes('/auth/refresh', 'post', 401), ['AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED', 'AUTH_DPOP_INVALID', 'AUTH_DPOP_NONCE'])
   t.same(codes('/auth/refresh', 'post', 403), ['AUTH_CSRF'])
-  t.same(document.paths['/auth/logout'].post.security, [{ refreshCookie: [], csrfHeader: [] }, { bearerAuth: [] }, {}])
+  t.same(document.paths['/auth/logout'].post.security, [{ refreshCookie: [], csrfHeader: [] }, { bearerAuth: [] }, { dpopAuth: [] }, {}])
   t.same(document.components.securitySchemes.refreshCookie, { type: 'apiKey', in: 'cookie', name: '__Secure-refresh_token', description: document.components.securitySchemes.refreshCookie.description })
   t.same(codes('/auth/sessions/{id}', 'delete', 404), ['NOT_FOUND'])
   t.ok(document.paths['/auth/sessions/{id}'].delete.responses['204'], 'a 204 is documented')

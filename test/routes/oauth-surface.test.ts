@@ -158,7 +158,10 @@ for (const database of testDatabases()) {
     t.equal(revoke.statusCode, 200, 'revocation needs no resource servers')
     const metadata = json(await app.inject({ method: 'GET', url: '/.well-known/oauth-authorization-server' }))
     t.equal(metadata.token_endpoint, 'http://127.0.0.1:3000/oauth/token', 'PUBLIC_URL defaults to http://HOST:PORT')
-    t.notOk('dpop_signing_alg_values_supported' in metadata, 'no DPoP yet')
+    t.same(metadata.dpop_signing_alg_values_supported, ['ES256', 'ES384', 'EdDSA'], 'DPoP is optional by default')
+    const off = await testApp(t, { database, env: { DPOP: 'off' }, sameDatabaseAs: app })
+    const offMetadata = json(await off.inject({ method: 'GET', url: '/.well-known/oauth-authorization-server' }))
+    t.notOk('dpop_signing_alg_values_supported' in offMetadata, 'DPOP=off advertises no DPoP')
   })
 
   t.test(`revocation races logins, refreshes and password changes (${database})`, async (t) => {

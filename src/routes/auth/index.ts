@@ -33,6 +33,7 @@ export default async function authRoutes (app: FastifyInstance) {
   const { config, accounts, sessions } = fastify
   /** The unauthenticated endpoints share a per-address request budget. */
   const publicLimited = { public: true, rateLimit: { max: config.rateLimitMax, timeWindow: 60_000 } }
+  const sessionDoor = { ...publicLimited, dpop: true }
 
   // The routes that read or write the refresh cookie; only they pay for cookie parsing.
   await fastify.register(async function cookieRoutes (app) {
@@ -55,7 +56,7 @@ export default async function authRoutes (app: FastifyInstance) {
     }
 
     fastify.post('/auth/login', {
-      config: publicLimited,
+      config: sessionDoor,
       schema: {
         tags: ['auth'],
         summary: 'Log in: start a session',
@@ -72,7 +73,7 @@ export default async function authRoutes (app: FastifyInstance) {
     })
 
     fastify.post('/auth/refresh', {
-      config: publicLimited,
+      config: sessionDoor,
       schema: {
         tags: ['auth'],
         summary: 'Exchange a refresh token for a new pair (rotation)',
@@ -98,7 +99,7 @@ export default async function authRoutes (app: FastifyInstance) {
       schema: {
         tags: ['auth'],
         summary: 'End the session of a refresh token (body or cookie), or else of the access token',
-        security: [COOKIE_SECURITY, { bearerAuth: [] }, {}],
+        security: [COOKIE_SECURITY, { bearerAuth: [] }, { dpopAuth: [] }, {}],
         body: RefreshBody,
         response: {
           204: NoContent('The session ended'),
@@ -142,7 +143,8 @@ export default async function authRoutes (app: FastifyInstance) {
     }, async (request, reply) => {
       const principal = request.principal!
       const issued = await accounts.changePassword(
-        principal.userId, request.body.currentPassword, request.body.newPassword, request.ip, sessionContext(request, principal.client))
+        // A DPoP-bound caller's new session is bound to the same key (its proof came with this request).
+        principal.userId, request.body.currentPassword, request.body.newPassword, request.ip, { ...sessionContext(request, principal.client), dpopThumbprint: principal.dpopThumbprint })
       return sendTokens(reply, config, issued)
     })
   })

@@ -4,13 +4,12 @@
 // per-address limit. Clients are public (RFC 6749 §2.1): they send client_id, no secret.
 import formbody from '@fastify/formbody'
 import { Type } from '@fastify/type-provider-typebox'
-import type { FastifyError, FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { PASSWORD_MAX_LENGTH, characterCount } from '../../auth/passwords.js'
 import { isWellFormedRefreshToken } from '../../auth/token-rules.js'
 import type { IssuedTokens } from '../../auth/sessions.js'
 import { LOGIN_USERNAME_MAX_LENGTH } from '../../auth/usernames.js'
-import { sendError, shape, translateDatabaseError } from '../../plugins/error-handler.js'
-import { OAuthError, type OAuthErrorCode, oauthErrorBody } from './errors.js'
+import { InvalidClient, type OAuthErrorCode, RefreshInvalid, UnsupportedGrantType, ValidationFailed } from '../../errors.js'
 import resourceServerRoutes from './introspection.js'
 import revocationFeedRoutes from './revocation-feed.js'
 import revocationRoutes from './revocation.js'
@@ -24,7 +23,8 @@ const TokenRequest = Type.Object({
 })
 const TokenSuccess = Type.Object({
   access_token: Type.String(),
-  token_type: Type.String({ examples: ['Bearer'] }),
+  /** DPoP when the request carried a DPoP proof (RFC 9449 §5): the tokens are bound to its key. */
+  token_type: Type.String({ examples: ['Bearer', 'DPoP'] }),
   expires_in: Type.Integer(),
   refresh_token: Type.String()
 })
@@ -40,21 +40,18 @@ function oauthErrorSchema (statusCode: number, errors: OAuthErrorCode[], codes: 
 }
 const TOKEN_RESPONSES = {
   200: TokenSuccess,
-  400: oauthErrorSchema(400, ['invalid_request', 'invalid_grant', 'unsupported_grant_type'],
-    ['VALIDATION_ERROR', 'AUTH_INVALID_CREDENTIALS', 'AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED']),
+  400: oauthErrorSchema(400, ['invalid_request', 'invalid_grant', 'unsupported_grant_type', 'invalid_dpop_proof', 'use_dpop_nonce'],
+    ['VALIDATION_ERROR', 'AUTH_INVALID_CREDENTIALS', 'AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED', 'AUTH_DPOP_INVALID', 'AUTH_DPOP_NONCE']),
   401: oauthErrorSchema(401, ['invalid_client'], ['OAUTH_INVALID_CLIENT']),
   413: oauthErrorSchema(413, ['invalid_request'], ['PAYLOAD_TOO_LARGE']),
   415: oauthErrorSchema(415, ['invalid_request'], ['UNSUPPORTED_MEDIA_TYPE']),
   429: oauthErrorSchema(429, ['invalid_request'], ['AUTH_RATE_LIMITED'])
 }
 
-/** How the domain's errors read in OAuth terms (RFC 6749 §5.2). */
-const GRANT_ERRORS = new Set(['AUTH_INVALID_CREDENTIALS', 'AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED'])
-
 function requireParameter (body: Record<string, unknown>, name: string): string {
   const value = body[name]
-  if (value === undefined || value === '') throw new OAuthError('invalid_request', `Missing parameter: ${name}`, 'VALIDATION_ERROR')
-  if (typeof value !== 'string') throw new OAuthError('invalid_request', `Parameter ${name} must be given once`, 'VALIDATION_ERROR')
+  if (value === undefined || value === '') throw new ValidationFailed(`Missing parameter: ${name}`)
+  if (typeof value !== 'string') throw new ValidationFailed(`Parameter ${name} must be given once`)
   return value
 }
 
@@ -64,30 +61,14 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
   fastify.removeAllContentTypeParsers()
   await fastify.register(formbody)
 
-  fastify.setErrorHandler((thrown: FastifyError & { retryAfter?: number }, request, reply) => {
-    void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
-    if (thrown instanceof OAuthError) {
-      if (thrown.statusCode === 401) void reply.header('www-authenticate', 'Basic realm="oauth"')
-      return reply.status(thrown.statusCode).send(oauthErrorBody(thrown.statusCode, thrown.error, thrown.code, thrown.message))
-    }
-    // An account deleted between lookup and session insert reads as bad credentials, not a 5xx.
-    const error = translateDatabaseError(request, thrown)
-    if (GRANT_ERRORS.has(error.code)) return reply.status(400).send(oauthErrorBody(400, 'invalid_grant', error.code, error.message))
-    if (error.code === 'AUTH_RATE_LIMITED') {
-      void reply.header('retry-after', String(error.retryAfter ?? 60))
-      return reply.status(429).send(oauthErrorBody(429, 'invalid_request', error.code, error.message))
-    }
-    const shaped = shape(error)
-    // A route switched off (introspection without RESOURCE_SERVERS) is an unknown route.
-    if (shaped.code === 'NOT_FOUND') return sendError(request, reply, error)
-    if (shaped.statusCode >= 400 && shaped.statusCode < 500) {
-      return reply.status(shaped.statusCode).send(oauthErrorBody(shaped.statusCode, 'invalid_request', shaped.code, shaped.message))
-    }
-    return sendError(request, reply, error)
+  // Every route here answers its errors as OAuth clients read them (RFC 6749 §5.2), through the one
+  // error handler: how each error reads is declared with it in src/errors.ts.
+  fastify.addHook('onRoute', (route) => {
+    route.config = { ...route.config, errorShape: 'oauth' }
   })
 
   fastify.post('/oauth/token', {
-    config: { public: true, rateLimit: { max: config.rateLimitMax, timeWindow: 60_000 } },
+    config: { public: true, dpop: true, rateLimit: { max: config.rateLimitMax, timeWindow: 60_000 } },
     schema: {
       tags: ['oauth'],
       summary: 'OAuth 2.0 token endpoint: password and refresh_token grants',
@@ -102,7 +83,7 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
     const body = (request.body ?? {}) as Record<string, unknown>
     if (request.headers.authorization !== undefined) {
       // No confidential clients are registered: a client that authenticates cannot be verified.
-      throw new OAuthError('invalid_client', 'Client authentication is not supported; send client_id as a public client', 'OAUTH_INVALID_CLIENT', 401)
+      throw new InvalidClient('Client authentication is not supported; send client_id as a public client')
     }
     const grantType = requireParameter(body, 'grant_type')
     let issued: IssuedTokens
@@ -111,22 +92,24 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
       const password = requireParameter(body, 'password')
       // Counted in characters, as /auth/login's schema counts them: the same password works at both doors.
       if (characterCount(username) > LOGIN_USERNAME_MAX_LENGTH || characterCount(password) > PASSWORD_MAX_LENGTH) {
-        throw new OAuthError('invalid_request', 'username or password too long', 'VALIDATION_ERROR')
+        throw new ValidationFailed('username or password too long')
       }
+      // The proof is checked before the password (RFC 9449 §5: a bound session from the start).
+      const dpopThumbprint = await fastify.dpop.bindingOf(request)
       issued = await accounts.login(username, password, request.ip, {
-        client: 'mobile', userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip
+        client: 'mobile', userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip, dpopThumbprint
       })
     } else if (grantType === 'refresh_token') {
       const refreshToken = requireParameter(body, 'refresh_token')
-      if (!isWellFormedRefreshToken(refreshToken)) throw new OAuthError('invalid_grant', 'The refresh token is invalid', 'AUTH_REFRESH_INVALID')
-      issued = await sessions.refresh(refreshToken, { userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip })
+      if (!isWellFormedRefreshToken(refreshToken)) throw new RefreshInvalid()
+      issued = await sessions.refresh(refreshToken, { userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip, ...await fastify.dpop.refreshContextOf(request) })
     } else {
-      throw new OAuthError('unsupported_grant_type', 'grant_type must be password or refresh_token', 'VALIDATION_ERROR')
+      throw new UnsupportedGrantType('grant_type must be password or refresh_token')
     }
     void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
     return {
       access_token: issued.accessToken,
-      token_type: 'Bearer',
+      token_type: issued.dpopThumbprint === null ? 'Bearer' : 'DPoP',
       expires_in: issued.expiresIn,
       refresh_token: issued.refreshToken
     }

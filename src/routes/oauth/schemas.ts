@@ -39,12 +39,14 @@ export const IntrospectionResponse = Type.Object({
   client_id: Type.Optional(Type.String()),
   username: Type.Optional(Type.String()),
   scope: Type.Optional(Type.String()),
-  token_type: Type.Optional(Type.String({ description: 'Bearer (an access token) or refresh_token' })),
+  token_type: Type.Optional(Type.String({ description: 'Bearer or DPoP (an access token, DPoP when bound to a key) or refresh_token' })),
   exp: Type.Optional(Type.Integer()),
   iat: Type.Optional(Type.Integer()),
   iss: Type.Optional(Type.String()),
   aud: Type.Optional(Type.String()),
-  jti: Type.Optional(Type.String())
+  jti: Type.Optional(Type.String()),
+  /** RFC 9449 §6.2: the thumbprint of the DPoP key a bound token must be used with. */
+  cnf: Type.Optional(Type.Object({ jkt: Type.String() }))
 })
 
 export const Cursor = Type.String({ pattern: CURSOR_PATTERN, description: 'a cursor from an earlier answer (an event id)' })
