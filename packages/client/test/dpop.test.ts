@@ -3,8 +3,13 @@
 // naming the token, the guarantees of sdk.test.ts hold (one refresh for 20 racing requests), a copied
 // refresh token is useless without the key, nonces are fetched with one retry, and a key provider
 // that keeps its key carries the session across a restart.
+import { generateKeyPairSync } from 'node:crypto'
+import Fastify from 'fastify'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
 import t from 'tap'
+import { createVerifier, timeStepNonces } from '../../verifier/src/index.js'
+import verifierPlugin from '../../verifier/src/fastify.js'
+import { freePort } from '../../../test/network-support.js'
 import { AuthError, createAuthClient, webCryptoKeyProvider } from '../src/index.js'
 import { memoryStorage, registerUser, startServer, testDatabases } from './support.js'
 
@@ -75,6 +80,50 @@ for (const database of testDatabases()) {
       t.equal(server.refreshes(), 1, 'exactly one refresh reached the server')
       const refresh = w.sent.find((request) => request.url.endsWith('/auth/refresh'))!
       t.match(proofClaims(refresh.dpop), { htm: 'POST', htu: `${server.baseUrl}/auth/refresh` }, 'the refresh carried a proof')
+    })
+
+    t.test('20 concurrent 401 AUTH_TOKEN_EXPIRED answers to DPoP calls: one refresh, each request retried once', async (t) => {
+      const server = await startServer(t, database, { ACCESS_TOKEN_TTL: '2' })
+      const { username, password } = await registerUser(server.baseUrl)
+      const w = wire()
+      // A client whose clock stands still believes its token is fresh: only the server's 401 tells.
+      const frozen = Date.now()
+      const client = createAuthClient({ baseUrl: server.baseUrl, mode: 'mobile', storage: memoryStorage(), fetch: w.impl, dpop: true, autoRefresh: false, clock: () => frozen })
+      t.teardown(() => client.close())
+      await client.login(username, password)
+      await new Promise((resolve) => setTimeout(resolve, 3000))
+      server.resetRefreshes()
+      w.sent.length = 0
+      const responses = await Promise.all(Array.from({ length: 20 }, () => client.fetch('/orders')))
+      t.same(responses.map((response) => response.status), Array(20).fill(200), 'every request succeeded on its retry')
+      t.equal(server.refreshes(), 1, 'exactly one refresh reached the server')
+      const calls = w.sent.filter((request) => request.url.endsWith('/orders'))
+      t.equal(calls.filter((request) => request.code === 'AUTH_TOKEN_EXPIRED').length, 20, 'each went out once with the expired token')
+      t.equal(calls.filter((request) => request.status === 200).length, 20, '… and once more with the new one')
+      t.ok(calls.every((request) => /^DPoP /.test(request.authorization ?? '')), 'always as DPoP')
+    })
+
+    t.test('a resource server that wants its own nonce: one 401 use_dpop_nonce, one retry', async (t) => {
+      const key = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
+      const server = await startServer(t, database, { JWT_PRIVATE_KEY: key })
+      const { username, password } = await registerUser(server.baseUrl)
+      const rsPort = await freePort()
+      const verifier = createVerifier({ issuer: 'auth-server', audience: 'auth-server-api', checkRevocations: false, jwksUri: `${server.baseUrl}/.well-known/jwks.json`, dpop: { nonce: timeStepNonces({ secret: 'the resource server\'s own nonce secret' }) } })
+      const rs = Fastify()
+      await rs.register(verifierPlugin, { verifier, publicUrl: `http://127.0.0.1:${rsPort}` })
+      rs.get('/things', async (request) => ({ sub: request.auth?.sub }))
+      await rs.listen({ host: '127.0.0.1', port: rsPort })
+      t.teardown(() => rs.close())
+      const w = wire()
+      const client = createAuthClient({ baseUrl: server.baseUrl, mode: 'mobile', storage: memoryStorage(), fetch: w.impl, dpop: true, autoRefresh: false })
+      t.teardown(() => client.close())
+      await client.login(username, password)
+      w.sent.length = 0
+      t.equal((await client.fetch(`http://127.0.0.1:${rsPort}/things`)).status, 200)
+      t.same(w.sent.map((request) => [request.status, request.code ?? null]), [[401, 'AUTH_DPOP_NONCE'], [200, null]], 'challenged once, then accepted')
+      t.equal(proofClaims(w.sent[1]!.dpop).nonce, verifier.dpopNonce(), 'the retry carried the resource server\'s nonce')
+      t.equal((await client.fetch(`http://127.0.0.1:${rsPort}/things`)).status, 200)
+      t.equal(w.sent.length, 3, 'the next call carries it from the start')
     })
 
     t.test('a copied refresh token is useless without the key; the owner goes on', async (t) => {
