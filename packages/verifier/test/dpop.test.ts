@@ -7,7 +7,7 @@ import t from 'tap'
 import { createVerifier, memoryReplayStore, redisReplayStore, timeStepNonces, VerifierError, type VerifierOptions } from '../src/index.js'
 import verifierPlugin from '../src/fastify.js'
 import { AUDIENCE, CLIENT, issuer } from './issuer.js'
-import { ath, hmacProof, proof, proofKey, unsignedProof } from './proofs.js'
+import { ath, hmacProof, proof, proofKey, rawEs256Proof, unsignedProof } from './proofs.js'
 
 const PUBLIC_URL = 'https://orders.example'
 const URL_ORDERS = `${PUBLIC_URL}/orders`
@@ -80,8 +80,29 @@ t.test('a bound token with a good proof is accepted; the attack battery is not',
 
 t.test('proofs are checked against the service\'s own algorithm list', async (t) => {
   t.throws(() => createVerifier({ issuer: 'https://as.example', audience: AUDIENCE, checkRevocations: false, jwksUri: 'https://as.example/jwks', dpop: { algorithms: ['HS256'] } }), TypeError, 'symmetric algorithms cannot be allowed')
-  const { verifier, key, token } = await setup(t, { dpop: { algorithms: ['EdDSA'] } })
-  t.equal(await outcome(verifier.verifyDpop(token, await proof(key, { htm: 'GET', htu: URL_ORDERS, accessToken: token }), { method: 'GET', url: URL_ORDERS })), 'AUTH_DPOP_INVALID', 'ES256 refused when only EdDSA is allowed')
+  const { as, verifier, key, token } = await setup(t, { dpop: { algorithms: ['EdDSA'] } })
+  const request = { method: 'GET', url: URL_ORDERS }
+  t.equal(await outcome(verifier.verifyDpop(token, await proof(key, { htm: 'GET', htu: URL_ORDERS, accessToken: token }), request)), 'AUTH_DPOP_INVALID', 'ES256 refused when only EdDSA is allowed')
+
+  // ES256, ES384 and EdDSA are checked with node:crypto, anything else through jose: both hold the rules.
+  const wide = createVerifier({ issuer: as.base, audience: AUDIENCE, ...CLIENT, dpop: { algorithms: ['ES256', 'ES384', 'PS256'] } })
+  t.teardown(wide.close)
+  for (const alg of ['ES384', 'PS256'] as const) {
+    const other = await proofKey(alg)
+    const bound = await as.sign({ cnf: { jkt: other.jkt } })
+    t.equal(await outcome(wide.verifyDpop(bound, await proof(other, { htm: 'GET', htu: URL_ORDERS, accessToken: bound }), request)), 'accepted', `${alg} when allowed`)
+    t.equal(await outcome(wide.verifyDpop(bound, await proof(other, { htm: 'GET', htu: URL_ORDERS, accessToken: bound, header: { typ: 'JWT' } }), request)), 'AUTH_DPOP_INVALID', `${alg}: typ is checked`)
+  }
+  const p384 = await proofKey('ES384')
+  const es256Token = await as.sign({ cnf: { jkt: key.jkt } })
+  const made = (options: Parameters<typeof proof>[1]) => proof(key, { htm: 'GET', htu: URL_ORDERS, accessToken: es256Token, ...options })
+  t.equal(await outcome(wide.verifyDpop(es256Token, await made({ header: { typ: 'application/dpop+jwt' } }), request)), 'accepted', 'typ as a full media type')
+  t.equal(await outcome(wide.verifyDpop(es256Token, await made({ header: { jwk: p384.publicJwk } }), request)), 'AUTH_DPOP_INVALID', 'ES256 with a P-384 jwk')
+  const claims = { jti: 'j-crit', htm: 'GET', htu: URL_ORDERS, iat: Math.floor(Date.now() / 1000), ath: ath(es256Token) }
+  const header = { typ: 'dpop+jwt', alg: 'ES256', jwk: key.publicJwk }
+  t.equal(await outcome(wide.verifyDpop(es256Token, await rawEs256Proof(key, header, claims), request)), 'accepted', 'the raw signer makes good proofs')
+  t.equal(await outcome(wide.verifyDpop(es256Token, await rawEs256Proof(key, { ...header, crit: ['urn:x'], 'urn:x': 1 }, { ...claims, jti: 'j-crit-2' }), request)), 'AUTH_DPOP_INVALID', 'unknown critical header')
+  t.equal(await outcome(wide.verifyDpop(es256Token, await made({ header: { jwk: { ...key.publicJwk, x: p384.publicJwk.x } } }), request)), 'AUTH_DPOP_INVALID', 'a jwk that is no P-256 point')
 })
 
 t.test('jti single use: shared between verifiers through one store; bounded in memory, failing closed when full', async (t) => {

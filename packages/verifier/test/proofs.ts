@@ -3,7 +3,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose'
 
 export interface ProofKey {
-  alg: 'ES256' | 'ES384' | 'EdDSA'
+  alg: 'ES256' | 'ES384' | 'EdDSA' | 'PS256'
   privateKey: CryptoKey
   publicJwk: JWK
   privateJwk: JWK
@@ -61,4 +61,11 @@ export async function hmacProof (payload: Record<string, unknown>): Promise<stri
   return new SignJWT({ jti: randomUUID(), iat: Math.floor(Date.now() / 1000), ...payload })
     .setProtectedHeader({ typ: 'dpop+jwt', alg: 'HS256', jwk: { kty: 'oct', k: Buffer.from(secret).toString('base64url') } } as never)
     .sign(secret)
+}
+
+/** An ES256 proof with exactly this header, signed without jose's header checks. */
+export async function rawEs256Proof (key: ProofKey, header: Record<string, unknown>, payload: Record<string, unknown>): Promise<string> {
+  const input = `${b64(header)}.${b64(payload)}`
+  const signature = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, key.privateKey, new TextEncoder().encode(input))
+  return `${input}.${Buffer.from(signature).toString('base64url')}`
 }
