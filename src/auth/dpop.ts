@@ -2,19 +2,19 @@
 // A proof is a JWT the client signs, per request, with a key pair it keeps; a session started with a
 // proof is bound to that key's RFC 7638 thumbprint (sessions.ts), so its tokens are worthless
 // without the private key. No Fastify here: the plugin (src/plugins/dpop.ts) feeds requests in.
-import { createHash, hkdfSync, createHmac, timingSafeEqual } from 'node:crypto'
+import { type KeyObject, createHash, createHmac, createPublicKey, hkdfSync, timingSafeEqual, verify } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { type JWK, EmbeddedJWK, calculateJwkThumbprint, decodeProtectedHeader, jwtVerify } from 'jose'
+import { type JWK, calculateJwkThumbprint, decodeJwt, decodeProtectedHeader } from 'jose'
 import { DpopInvalid, DpopNonceRequired, ServiceUnavailable } from '../errors.js'
 import type { Clock } from './token-rules.js'
 
 export type DpopMode = 'off' | 'optional' | 'required'
 
 /** Asymmetric algorithms only (RFC 9449 §4.3 step 5), each with the one key type it may use. */
-const KEY_TYPES: Record<string, { kty: string, crv: string }> = {
-  ES256: { kty: 'EC', crv: 'P-256' },
-  ES384: { kty: 'EC', crv: 'P-384' },
-  EdDSA: { kty: 'OKP', crv: 'Ed25519' }
+const KEY_TYPES: Record<string, { kty: string, crv: string, hash: string | null, signatureBytes: number }> = {
+  ES256: { kty: 'EC', crv: 'P-256', hash: 'sha256', signatureBytes: 64 },
+  ES384: { kty: 'EC', crv: 'P-384', hash: 'sha384', signatureBytes: 96 },
+  EdDSA: { kty: 'OKP', crv: 'Ed25519', hash: null, signatureBytes: 64 }
 }
 export const DPOP_ALGORITHMS = Object.keys(KEY_TYPES)
 
@@ -112,8 +112,12 @@ export class DpopNonces {
     this.key = Buffer.from(hkdfSync('sha256', rootSecret, 'auth-server', 'dpop-nonce v1', 32))
   }
 
+  private latest = { step: -1, nonce: '' }
+
   current (): string {
-    return this.make(this.stepAt(this.clock()))
+    const step = this.stepAt(this.clock())
+    if (step !== this.latest.step) this.latest = { step, nonce: this.make(step) }
+    return this.latest.nonce
   }
 
   isValid (nonce: unknown): boolean {
@@ -170,8 +174,32 @@ export interface DpopVerifierOptions {
 
 const invalid = (why: string) => new DpopInvalid(why)
 
+/** A client signs every request with the same key: its parsed form and thumbprint are kept (bounded). */
+const KEYS_KEPT = 10_000
+interface KnownKey { key: KeyObject, thumbprint: string }
+
 export class DpopVerifier {
+  private readonly keys = new Map<string, KnownKey>()
+
   constructor (private readonly options: DpopVerifierOptions) {}
+
+  /** The public key of a proof's jwk (OpenSSL checks the point), with its RFC 7638 thumbprint (jose). */
+  private async publicKey (jwk: Record<string, unknown>): Promise<KnownKey> {
+    const id = JSON.stringify([jwk.kty, jwk.crv, jwk.x, jwk.y])
+    const known = this.keys.get(id)
+    if (known !== undefined) return known
+    const members = jwk.kty === 'EC' ? { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } : { kty: jwk.kty, crv: jwk.crv, x: jwk.x }
+    let key: KeyObject
+    try {
+      key = createPublicKey({ key: members as never, format: 'jwk' })
+    } catch {
+      throw invalid('The DPoP proof jwk is not a valid public key')
+    }
+    const entry = { key, thumbprint: await calculateJwkThumbprint(members as JWK, 'sha256') }
+    if (this.keys.size >= KEYS_KEPT) this.keys.delete(this.keys.keys().next().value!)
+    this.keys.set(id, entry)
+    return entry
+  }
 
   /**
    * Checks one proof against the request it came with; resolves with its key's thumbprint, or throws
@@ -194,12 +222,25 @@ export class DpopVerifier {
     if (PRIVATE_MEMBERS.some((member) => Object.hasOwn(jwk, member))) throw invalid('The DPoP proof jwk must be a public key (it carries a private member)')
     if (jwk.kty !== keyType.kty || jwk.crv !== keyType.crv) throw invalid(`The DPoP proof jwk must be a ${keyType.kty} ${keyType.crv} key for ${header.alg as string}`)
 
-    let payload: Record<string, unknown>
-    try {
-      ({ payload } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [header.alg as string] }))
-    } catch {
+    if (typeof jwk.x !== 'string' || (keyType.kty === 'EC' && typeof jwk.y !== 'string')) throw invalid('The DPoP proof jwk is not a valid public key')
+    if (header.crit !== undefined) throw invalid('The DPoP proof has critical header extensions this server does not know')
+    if ((jwk.use !== undefined && jwk.use !== 'sig') || (jwk.alg !== undefined && jwk.alg !== header.alg)) throw invalid('The DPoP proof jwk is not a signing key for its alg')
+    const { key, thumbprint } = await this.publicKey(jwk)
+    // The JWS signature (RFC 7515 §5.2) over the encoded header and payload, checked by OpenSSL;
+    // ECDSA signatures are the raw r‖s of RFC 7518 §3.4.
+    const [encodedHeader, encodedPayload, encodedSignature] = proof.split('.') as [string, string, string]
+    const signature = Buffer.from(encodedSignature, 'base64url')
+    if (signature.length !== keyType.signatureBytes || signature.toString('base64url') !== encodedSignature ||
+        !verify(keyType.hash, Buffer.from(`${encodedHeader}.${encodedPayload}`), { key, dsaEncoding: 'ieee-p1363' }, signature)) {
       throw invalid('The DPoP proof signature does not verify with its jwk')
     }
+    let payload: Record<string, unknown>
+    try {
+      payload = decodeJwt(proof)
+    } catch {
+      throw invalid('The DPoP proof claims are malformed')
+    }
+    if (typeof payload.exp === 'number' && payload.exp * 1000 <= this.options.clock()) throw invalid('The DPoP proof has expired (exp)')
     const { jti, htm, htu, iat } = payload
     if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH) throw invalid('The DPoP proof needs a jti of 1 to 256 characters')
     if (htm !== expected.method) throw invalid(`The DPoP proof htm must be ${expected.method}`)
@@ -214,7 +255,6 @@ export class DpopVerifier {
       if (payload.ath !== accessTokenHash(expected.accessToken)) throw invalid('The DPoP proof ath does not match the access token')
     }
 
-    const thumbprint = await calculateJwkThumbprint(jwk as JWK, 'sha256')
     if (expected.thumbprint !== undefined && thumbprint !== expected.thumbprint) throw invalid('The DPoP proof is not signed by the key the token is bound to')
     const { nonces } = this.options
     if (nonces != null && !nonces.isValid(payload.nonce)) {

@@ -1,6 +1,7 @@
 // DPoP glue (RFC 9449): reads a request's `DPoP` header and checks the proof against that request
 // (src/auth/dpop.ts does the checks). The token endpoints and the access-token check ask it; while
 // DPOP_NONCE=true every response carries a fresh `DPoP-Nonce`.
+import cluster from 'node:cluster'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import {
@@ -52,6 +53,9 @@ const MAX_REMEMBERED_PROOFS = 100_000
 
 export default fp(async function dpop (fastify, { config, clock }: { config: Config, clock: Clock }) {
   const local = new MemoryReplayStore(clock, MAX_REMEMBERED_PROOFS)
+  if (fastify.redis === null && cluster.isWorker && config.dpop.mode !== 'off') {
+    fastify.log.warn('REDIS_URL is not set: each worker remembers DPoP proofs on its own, so a proof could be replayed once to another worker within DPOP_PROOF_WINDOW')
+  }
   const replays = fastify.redis === null
     ? local
     : new RedisReplayStore(fastify.redis, local, (error) => fastify.log.warn({ err: error }, 'DPoP replay check fell back to this instance (Redis unreachable)'))

@@ -1,5 +1,6 @@
 // The RFC 9449 §4.3 checks, one by one, without HTTP: every refusal is told by its error class
 // (DpopInvalid / DpopNonceRequired / ServiceUnavailable), never by message text.
+import { createPrivateKey, sign } from 'node:crypto'
 import { test } from 'tap'
 import { DpopNonces, DpopVerifier, MemoryReplayStore, accessTokenHash, normaliseHtu } from '../../src/auth/dpop.js'
 import { DpopInvalid, DpopNonceRequired, ServiceUnavailable } from '../../src/errors.js'
@@ -97,6 +98,16 @@ test('refused: alg none, HMAC, RSA, an unknown typ, private members in jwk, a wr
   await t.rejects(v.verify(`${h}.${p}.${'A'.repeat(86)}`, EXPECT), DpopInvalid, 'garbage signature')
   await t.rejects(v.verify('not-a-jwt', EXPECT), DpopInvalid, 'not a JWS')
   await t.rejects(v.verify(`${h}.${p}`, EXPECT), DpopInvalid, 'two parts')
+  await t.rejects(v.verify(await makeProof(key, { htu: '/auth/refresh', header: { jwk: { ...key.publicJwk, use: 'enc' } } }), EXPECT), DpopInvalid, 'an encryption key')
+  await t.rejects(v.verify(await makeProof(key, { htu: '/auth/refresh', header: { jwk: { ...key.publicJwk, alg: 'ES384' } } }), EXPECT), DpopInvalid, 'a jwk for another alg')
+  const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
+  const signingInput = `${encode({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.publicJwk, crit: ['x-demo'], 'x-demo': 1 })}.${encode(standardClaims('/auth/refresh'))}`
+  const critSignature = sign('sha256', Buffer.from(signingInput), { key: createPrivateKey({ key: key.privateJwk as never, format: 'jwk' }), dsaEncoding: 'ieee-p1363' }).toString('base64url')
+  await t.rejects(v.verify(`${signingInput}.${critSignature}`, EXPECT), DpopInvalid, 'crit')
+  await t.rejects(v.verify(await makeProof(key, { htu: '/auth/refresh', header: { jwk: { ...key.publicJwk, y: key.publicJwk.x } } }), EXPECT), DpopInvalid, 'a point off the curve')
+  await t.rejects(v.verify(await makeProof(key, { htu: '/auth/refresh', header: { jwk: { kty: 'EC', crv: 'P-256', x: key.publicJwk.x } } }), EXPECT), DpopInvalid, 'no y')
+  await t.rejects(v.verify(`${good}=`, EXPECT), DpopInvalid, 'padded signature')
+  await t.rejects(v.verify(await makeProof(key, { htu: '/auth/refresh', claims: { exp: Math.floor(Date.now() / 1000) - 10 } }), EXPECT), DpopInvalid, 'an expired exp')
   await t.rejects(v.verify(await makeProof(key, { htu: '/auth/refresh', claims: { jti: undefined } }), EXPECT), DpopInvalid, 'no jti')
   await t.rejects(v.verify(await makeProof(key, { htu: '/auth/refresh', claims: { jti: 'x'.repeat(257) } }), EXPECT), DpopInvalid, 'jti too long')
 })

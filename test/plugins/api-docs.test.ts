@@ -133,7 +133,8 @@ t.test('each operation has its responses, error codes and security', async (t) =
   t.ok(token.requestBody.content['application/x-www-form-urlencoded'], '/oauth/token takes a form')
   t.same(token.requestBody.content['application/x-www-form-urlencoded'].schema.properties.grant_type.anyOf.map((choice: { enum: string[] }) => choice.enum[0]), ['password', 'refresh_token'])
   t.same(Object.keys(token.responses['200'].content['application/json'].schema.properties), ['access_token', 'token_type', 'expires_in', 'refresh_token'])
-  t.same(token.responses['400'].content['application/json'].schema.properties.error.enum, ['invalid_request', 'invalid_grant', 'unsupported_grant_type'])
+  t.same(token.responses['400'].content['application/json'].schema.properties.error.enum, ['invalid_request', 'invalid_grant', 'unsupported_grant_type', 'invalid_dpop_proof', 'use_dpop_nonce'])
+  t.ok(token.parameters.some((parameter: { in: string, name: string }) => parameter.in === 'header' && parameter.name === 'dpop'), 'the token endpoint documents the DPoP header')
 })
 
 t.test('response schemas serialize every field the contract requires', async (t) => {

@@ -4,7 +4,7 @@
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { bearer, json, register, testApp, testDatabases } from '../helpers.js'
-import { type ProofKey, ath, claimsOf, dpopGet, dpopKey, dpopLogin, makeProof } from '../dpop-support.js'
+import { type ProofKey, ath, claimsOf, dpopGet, dpopKey, dpopLogin, hmacProof, makeProof, standardClaims, unsignedProof } from '../dpop-support.js'
 
 async function boundSession (app: FastifyInstance, key: ProofKey, now?: number) {
   const account = await register(app)
@@ -62,6 +62,10 @@ for (const database of testDatabases()) {
     expectRefused(await dpopGet(app, key, token, '/auth/me', { iat: Math.floor(Date.now() / 1000) - 3600 }), 'invalid_dpop_proof', 'stale iat')
     expectRefused(await dpopGet(app, key, token, '/auth/me', { iat: Math.floor(Date.now() / 1000) + 3600 }), 'invalid_dpop_proof', 'future iat')
     expectRefused(await dpopGet(app, key, token, '/auth/me', { header: { jwk: key.privateJwk } }), 'invalid_dpop_proof', 'private key in jwk')
+    const meClaims = { ...standardClaims('/auth/me'), htm: 'GET', ath: ath(token) }
+    expectRefused(await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `DPoP ${token}`, dpop: unsignedProof(key, meClaims) } }), 'invalid_dpop_proof', 'alg none')
+    expectRefused(await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `DPoP ${token}`, dpop: await hmacProof(meClaims) } }), 'invalid_dpop_proof', 'HMAC proof')
+    expectRefused(await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `DPoP ${token}`, dpop: await hmacProof(meClaims, key.publicJwk as Record<string, unknown>) } }), 'invalid_dpop_proof', 'HMAC proof naming the bound key')
     const proof = await makeProof(key, { htm: 'GET', htu: '/auth/me', accessToken: token })
     const headers = { authorization: `DPoP ${token}`, dpop: proof }
     t.equal((await app.inject({ method: 'GET', url: '/auth/me', headers })).statusCode, 200, 'first use of a proof')

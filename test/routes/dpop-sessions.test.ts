@@ -187,3 +187,15 @@ t.test('a login proof\'s challenge names the algorithms; two DPoP headers are re
   const twice = await app.inject({ method: 'POST', url: '/auth/login', headers: { dpop: [proof, await makeProof(key)] }, payload: { username: account.username, password: account.password } })
   t.equal(json(twice).code, 'AUTH_DPOP_INVALID')
 })
+
+t.test('CORS: browsers may send the DPoP header and read DPoP-Nonce', async (t) => {
+  const app = await testApp(t)
+  const preflight = await app.inject({
+    method: 'OPTIONS',
+    url: '/auth/refresh',
+    headers: { origin: TEST_ORIGIN, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type, dpop' }
+  })
+  t.ok(String(preflight.headers['access-control-allow-headers']).toLowerCase().split(/\s*,\s*/).includes('dpop'), 'DPoP allowed')
+  const response = await app.inject({ method: 'POST', url: '/auth/refresh', headers: { origin: TEST_ORIGIN }, payload: {} })
+  t.ok(String(response.headers['access-control-expose-headers']).toLowerCase().split(/\s*,\s*/).includes('dpop-nonce'), 'DPoP-Nonce exposed')
+})
