@@ -78,6 +78,17 @@ t.test('a bound token with a good proof is accepted; the attack battery is not',
   t.equal(await outcome(verifier.verifyDpop(token, await good(), request)), 'AUTH_TOKEN_REVOKED', 'revocations hold for bound tokens too')
 })
 
+t.test('verifyRequest without Fastify: fetch Headers or Node\'s headers', async (t) => {
+  const { as, verifier, key, token } = await setup(t)
+  const dpop = () => proof(key, { htm: 'PUT', htu: `${URL_ORDERS}/7`, accessToken: token })
+  t.match(await verifier.verifyRequest({ method: 'PUT', url: `${URL_ORDERS}/7?x=1`, headers: new Headers({ authorization: `DPoP ${token}`, dpop: await dpop() }) }), { cnf: { jkt: key.jkt } }, 'a fetch Headers object')
+  t.equal(await outcome(verifier.verifyRequest({ method: 'PUT', url: `${URL_ORDERS}/7`, headers: { authorization: `DPoP ${token}`, dpop: `${await dpop()}, ${await dpop()}` } })), 'AUTH_DPOP_INVALID', 'two DPoP headers joined by Node')
+  const unbound = await as.sign({ sid: 'x' })
+  t.equal(await outcome(verifier.verifyRequest({ method: 'GET', url: URL_ORDERS, headers: { authorization: `bearer ${unbound}` } })), 'accepted', 'the scheme is case-insensitive')
+  const refused = await verifier.verifyRequest({ method: 'GET', url: URL_ORDERS, headers: {} }).catch((error: unknown) => error as VerifierError)
+  t.same([refused.code, refused.statusCode, refused.challenges], ['AUTH_TOKEN_MISSING', 401, ['Bearer', 'DPoP algs="ES256 ES384 EdDSA"']], 'no credentials: both schemes offered')
+})
+
 t.test('proofs are checked against the service\'s own algorithm list', async (t) => {
   t.throws(() => createVerifier({ issuer: 'https://as.example', audience: AUDIENCE, checkRevocations: false, jwksUri: 'https://as.example/jwks', dpop: { algorithms: ['HS256'] } }), TypeError, 'symmetric algorithms cannot be allowed')
   const { as, verifier, key, token } = await setup(t, { dpop: { algorithms: ['EdDSA'] } })
