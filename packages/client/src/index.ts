@@ -7,7 +7,7 @@
 // Mobile mode: the refresh token is kept through a storage adapter (SecureStore/Keychain-shaped) and
 // written by compare-and-swap, so an older answer never overwrites a newer token.
 //
-// DPoP (mobile mode, `dpop` option): every login, refresh and API call carries a proof signed by a
+// DPoP (the `dpop` option): every login, refresh and API call carries a proof signed by a
 // key the SDK never sees the private half of (the DPoP section at the end of this file), so a copied
 // refresh token is useless elsewhere.
 //
@@ -58,8 +58,8 @@ export interface AuthClientOptions {
   /** Web mode: coordinate with the other tabs of this browser. Default true where the browser allows. */
   crossTab?: boolean
   /**
-   * Mobile mode: bind the session to a key (DPoP, RFC 9449). `true` uses a non-extractable WebCrypto
-   * ES256 key (kept in IndexedDB in browsers, in memory in Node); or pass your own key provider.
+   * Bind the session to a key (DPoP, RFC 9449). `true` uses a non-extractable WebCrypto ES256 key
+   * (kept in IndexedDB in browsers, shared by the tabs; in memory in Node); or pass your own key provider.
    */
   dpop?: boolean | { keyProvider: DpopKeyProvider }
 }
@@ -235,7 +235,6 @@ class Client {
     this.autoRefresh = options.autoRefresh ?? true
     this.now = options.clock ?? (() => Date.now())
     if (options.dpop !== undefined && options.dpop !== false) {
-      if (this.mode !== 'mobile') throw new TypeError('createAuthClient: dpop is for mobile mode (a web session is kept by its httpOnly cookie)')
       this.dpop = options.dpop === true
         ? webCryptoKeyProvider({ name: `auth-client:dpop:${this.baseUrl}` })
         : options.dpop.keyProvider
@@ -554,7 +553,7 @@ class Client {
         this.post({ type: 'token-request' })
         if (await this.waitForGeneration(generation, TOKEN_HANDOFF_WAIT_MS) && this.isFresh(this.token)) return true
       }
-      const response = await this.authRequest('/auth/refresh', { method: 'POST' })
+      const response = await this.authRequest('/auth/refresh', { method: 'POST' }, true)
       if (response.ok) {
         const token = this.fromResponse(await this.json<TokenResponse>(response))
         this.adopt(token)
@@ -882,13 +881,19 @@ export function webCryptoKeyProvider (options: WebCryptoKeyProviderOptions = {})
   let pair: Promise<CryptoKeyPair> | undefined = options.keyPair === undefined ? undefined : Promise.resolve(options.keyPair)
   let jwk: Promise<JsonWebKey> | undefined
   const keyPair = (): Promise<CryptoKeyPair> => {
-    pair ??= (async () => {
+    const getOrMake = async (): Promise<CryptoKeyPair> => {
       const kept = await store?.get(name).catch(() => undefined)
       if (kept?.privateKey !== undefined && kept.publicKey !== undefined) return kept
       const made = await subtle().generateKey(algorithm.generate as EcKeyGenParams, false, ['sign', 'verify']) as CryptoKeyPair
       await store?.set(name, made).catch(() => {})
       return made
-    })()
+    }
+    // The tabs of a browser share the stored key: one at a time looks for it or makes it, so two
+    // tabs starting together never end up with two keys.
+    const locks = store === null ? undefined : (globalThis.navigator as Navigator | undefined)?.locks
+    pair ??= locks !== undefined && typeof locks.request === 'function'
+      ? locks.request(`auth-client:dpop-key:${name}`, { mode: 'exclusive' }, getOrMake) as unknown as Promise<CryptoKeyPair>
+      : getOrMake()
     pair.catch(() => { pair = undefined })
     return pair
   }
