@@ -2,9 +2,11 @@
 // (DpopInvalid / DpopNonceRequired / ServiceUnavailable), never by message text.
 import { createPrivateKey, sign } from 'node:crypto'
 import { test } from 'tap'
-import { DpopNonces, DpopVerifier, MemoryReplayStore, accessTokenHash, normaliseHtu } from '../../src/auth/dpop.js'
+import { Redis } from 'ioredis'
+import { DpopNonces, DpopVerifier, MemoryReplayStore, RedisReplayStore, accessTokenHash, normaliseHtu } from '../../src/auth/dpop.js'
 import { DpopInvalid, DpopNonceRequired, ServiceUnavailable } from '../../src/errors.js'
 import { testClock } from '../helpers.js'
+import { freePort } from '../network-support.js'
 import { TEST_PUBLIC_URL, dpopKey, hmacProof, makeProof, standardClaims, unsignedProof } from '../dpop-support.js'
 
 const URL_ = `${TEST_PUBLIC_URL}/auth/refresh`
@@ -163,3 +165,28 @@ test('the memory replay store is bounded: expired entries make room, live ones a
   t.equal(store.size, 2)
   t.notOk(await store.claim('c', 1000), 'the live one kept')
 })
+
+test('without a reachable Redis, the shared store still refuses replays to this instance', async (t) => {
+  const port = await freePort()
+  const redis = new Redis(`redis://127.0.0.1:${port}`, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false })
+  t.teardown(() => redis.disconnect())
+  const clock = testClock()
+  const store = new RedisReplayStore(redis, new MemoryReplayStore(clock))
+  t.ok(await store.claim('proof-1', 60_000), 'first use')
+  t.notOk(await store.claim('proof-1', 60_000), 'replay refused from memory')
+})
+
+if (process.env.TEST_REDIS_URL) {
+  test('RedisReplayStore: a proof claimed by one instance is refused by another', async (t) => {
+    const clients = [new Redis(process.env.TEST_REDIS_URL), new Redis(process.env.TEST_REDIS_URL)]
+    t.teardown(() => Promise.all(clients.map(async (client) => client.quit())))
+    await Promise.all(clients.map(async (client) => client.ping()))
+    const clock = testClock()
+    const [a, b] = clients.map((client) => new RedisReplayStore(client, new MemoryReplayStore(clock)))
+    const key = `test-${Math.random()}`
+    const claims = await Promise.all([a!.claim(key, 5000), b!.claim(key, 5000)])
+    t.same(claims.sort(), [false, true], 'exactly one instance wins a concurrent claim')
+    t.notOk(await b!.claim(key, 5000))
+    t.ok(await clients[0]!.pttl(`auth-server:dpop-jti:${key}`) > 0, 'the entry expires by itself')
+  })
+}
