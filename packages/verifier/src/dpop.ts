@@ -245,17 +245,23 @@ export function createProofChecker (options: DpopOptions = {}): ProofChecker {
       if (jwk.kty !== native.kty || jwk.crv !== native.crv || typeof jwk.x !== 'string' || (native.kty === 'EC' && typeof jwk.y !== 'string')) {
         throw invalid(`A ${header.alg} DPoP proof needs a ${native.crv} key`)
       }
+      // As jose's EmbeddedJWK: a key that says what it is for must say this.
+      if ((jwk.use !== undefined && jwk.use !== 'sig') || (jwk.alg !== undefined && jwk.alg !== header.alg)) throw invalid('The DPoP proof\'s jwk is not a signing key for its alg')
+      const signature = Buffer.from(encodedSignature, 'base64url')
+      if (signature.toString('base64url') !== encodedSignature) throw invalid('The DPoP proof\'s signature is not canonical base64url')
       jkt = thumbprintOf(jwk)
       let valid: boolean
       try {
         const key = keys.get(jkt, jwk)
-        valid = verifySignature(native.hash, Buffer.from(`${encodedHeader}.${encodedPayload}`), native.hash === null ? key : { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(encodedSignature, 'base64url'))
+        valid = verifySignature(native.hash, Buffer.from(`${encodedHeader}.${encodedPayload}`), native.hash === null ? key : { key, dsaEncoding: 'ieee-p1363' }, signature)
       } catch {
         valid = false
       }
       if (!valid) throw invalid('The DPoP proof\'s signature does not verify with its jwk')
       payload = decodeSegment(encodedPayload)
       if (payload === undefined) throw invalid('The DPoP proof\'s payload cannot be read')
+      // jose refuses an expired JWT; a proof has no business expiring before its iat window does, but if it says so, it is.
+      if (payload.exp !== undefined && (typeof payload.exp !== 'number' || payload.exp <= Date.now() / 1000)) throw invalid('The DPoP proof has expired')
     } else {
       // Other asymmetric algorithms (RSA, when allowed): through jose.
       try {

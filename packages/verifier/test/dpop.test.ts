@@ -113,6 +113,15 @@ t.test('proofs are checked against the service\'s own algorithm list', async (t)
   const header = { typ: 'dpop+jwt', alg: 'ES256', jwk: key.publicJwk }
   t.equal(await outcome(wide.verifyDpop(es256Token, await rawEs256Proof(key, header, claims), request)), 'accepted', 'the raw signer makes good proofs')
   t.equal(await outcome(wide.verifyDpop(es256Token, await rawEs256Proof(key, { ...header, crit: ['urn:x'], 'urn:x': 1 }, { ...claims, jti: 'j-crit-2' }), request)), 'AUTH_DPOP_INVALID', 'unknown critical header')
+  t.equal(await outcome(wide.verifyDpop(es256Token, await rawEs256Proof(key, { ...header, jwk: { ...key.publicJwk, use: 'enc' } }, { ...claims, jti: 'j-use' }), request)), 'AUTH_DPOP_INVALID', 'a jwk for encryption')
+  t.equal(await outcome(wide.verifyDpop(es256Token, await rawEs256Proof(key, { ...header, jwk: { ...key.publicJwk, alg: 'ES384' } }, { ...claims, jti: 'j-alg' }), request)), 'AUTH_DPOP_INVALID', 'a jwk for another alg')
+  t.equal(await outcome(wide.verifyDpop(es256Token, await rawEs256Proof(key, header, { ...claims, jti: 'j-exp', exp: Math.floor(Date.now() / 1000) - 5 }), request)), 'AUTH_DPOP_INVALID', 'an exp in the past')
+  const canonical = await rawEs256Proof(key, header, { ...claims, jti: 'j-b64' })
+  const last = canonical.slice(-1)
+  // The signature is 64 bytes: its last base64url character carries 4 unused bits, which must be zero.
+  const twisted = canonical.slice(0, -1) + 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.indexOf(last) ^ 1]!
+  t.equal(await outcome(wide.verifyDpop(es256Token, twisted, request)), 'AUTH_DPOP_INVALID', 'a non-canonical signature encoding')
+  t.equal(await outcome(wide.verifyDpop(es256Token, canonical, request)), 'accepted', '… while the canonical one passes')
   t.equal(await outcome(wide.verifyDpop(es256Token, await made({ header: { jwk: { ...key.publicJwk, x: p384.publicJwk.x } } }), request)), 'AUTH_DPOP_INVALID', 'a jwk that is no P-256 point')
 })
 
