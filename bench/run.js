@@ -1,5 +1,5 @@
 // npm run bench [-- --postgres[=URL]] [--duration=10] [--warmup=3] [--rounds=2] [--connections=50]
-//                  [--only=me,orders,refresh,login,storm,memory] [--profile] [--out=NAME] [--server=PATH]
+//                  [--only=me,orders,refresh,refresh-dpop,login,storm,memory] [--profile] [--out=NAME] [--server=PATH]
 //                  [--node-args="--flag …"]
 //
 // The runner. Each scenario is a file in bench/scenarios/ that declares what it needs (the auth
@@ -18,7 +18,7 @@ import { createStage } from './lib/stage.js'
 import { profileMarkdown, summarizeProfile } from './profile-summary.js'
 
 /** In the order they run; memory comes last, as it reads what the others left behind. */
-const SCENARIOS = ['me', 'orders', 'refresh', 'login', 'storm', 'memory']
+const SCENARIOS = ['me', 'orders', 'refresh', 'refresh-dpop', 'login', 'storm', 'memory']
 
 function parseArgs (argv) {
   const options = { postgres: undefined, duration: 10, warmup: 3, rounds: 2, connections: 50, only: SCENARIOS, profile: false, out: undefined, server: undefined, nodeArgs: [] }

@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { PASSWORD, TEST_SECRET, type Teardown, freshDatabaseUrl, testDatabases } from './helpers.js'
 import { freePort, relay } from './network-support.js'
+import { proof, proofKey } from '../packages/verifier/test/proofs.js'
 
 const ROOT = new URL('..', import.meta.url).pathname
 const RS_ID = 'orders'
@@ -117,13 +118,13 @@ async function post (url: string, body: unknown, headers: Record<string, string>
   return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
 }
 
-async function signIn (base: string, username?: string) {
+async function signIn (base: string, username?: string, headers: Record<string, string> = {}) {
   const name = username ?? `e2e${Math.random().toString(36).slice(2, 10)}`
   if (username === undefined) {
     const registered = await post(`${base}/auth/register`, { username: name, password: PASSWORD })
     if (registered.status !== 201) throw new Error(`register: ${registered.status}`)
   }
-  const response = await post(`${base}/auth/login`, { username: name, password: PASSWORD })
+  const response = await post(`${base}/auth/login`, { username: name, password: PASSWORD }, headers)
   if (response.status !== 200) throw new Error(`login: ${response.status}`)
   return { username: name, ...(await response.json() as { accessToken: string, refreshToken: string, user: { id: string } }) }
 }
@@ -189,6 +190,23 @@ for (const database of testDatabases()) {
       t.equal(reuse.status, 401, 'the reuse is refused')
       return new Response(null, { status: 200 })
     })
+
+    // A DPoP-bound session (logged in with a proof): the resource server process takes its token
+    // only with a proof by the key, never as Bearer, and refuses it once the session is logged out.
+    const key = await proofKey('ES256')
+    const e = await signIn(auth, undefined, { dpop: await proof(key, { htm: 'POST', htu: `${auth}/auth/login` }) })
+    const withProof = async () => {
+      const response = await fetch(`${rs}/orders`, { headers: { authorization: `DPoP ${e.accessToken}`, dpop: await proof(key, { htm: 'GET', htu: `${rs}/orders`, accessToken: e.accessToken }) } })
+      return { status: response.status, code: (await response.json() as { code?: string }).code }
+    }
+    t.equal((await withProof()).status, 200, 'DPoP-bound token with its proof: accepted by the resource server')
+    t.match(await orders(rs, e.accessToken), { status: 401, code: 'AUTH_DPOP_INVALID' }, 'the bound token as Bearer: refused')
+    t.equal((await post(`${auth}/auth/logout`, { refreshToken: e.refreshToken })).status, 204)
+    const boundSince = Date.now()
+    let bound = await withProof()
+    while (bound.code !== 'AUTH_TOKEN_REVOKED' && Date.now() - boundSince < 5000) { await sleep(5); bound = await withProof() }
+    lags['DPoP-bound logout'] = Date.now() - boundSince
+    t.equal(bound.code, 'AUTH_TOKEN_REVOKED', `the bound token, logged out, refused after ${lags['DPoP-bound logout']} ms`)
 
     // Cut the feed connection while revocations happen; after it comes back nothing is missed.
     const users = await Promise.all(Array.from({ length: 6 }, async () => signIn(auth)))

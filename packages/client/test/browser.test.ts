@@ -130,6 +130,99 @@ t.test('real Chromium', async (t) => {
     t.same(errors, [], 'no script errors or CSP violations')
   })
 
+  t.test('DPoP in web mode: three tabs share one key and still make one refresh between them', async (t) => {
+    const server = await startServer(t, database!, {})
+    const { username, password } = await registerUser(server.baseUrl)
+    const context = await launch(t)
+    // A blank page of the server's origin (served by the browser's router, so the demo's own client
+    // does not join the tabs' channel); the SDK itself comes from the server.
+    await context.route(`${server.baseUrl}/blank.html`, (route) => route.fulfill({ contentType: 'text/html', body: '<!doctype html><title>blank</title>' }))
+    const tabs: Page[] = []
+    const errors: string[] = []
+    for (let i = 0; i < 3; i++) {
+      const page = i === 0 ? (context.pages()[0] ?? await context.newPage()) : await context.newPage()
+      errors.push(...watchErrors(page))
+      await page.goto(`${server.baseUrl}/blank.html`)
+      await page.evaluate(async () => {
+        const sdk = await import('/demo/auth-client.js' as string)
+        ;(window as any).sent = []
+        const recording: typeof fetch = async (input, init) => {
+          ;(window as any).sent.push(new Headers(init?.headers).get('authorization')?.split(' ')[0] ?? '-')
+          return fetch(input, init)
+        }
+        ;(window as any).dpopAuth = sdk.createAuthClient({ baseUrl: location.origin, mode: 'web', dpop: true, autoRefresh: false, fetch: recording })
+      })
+      tabs.push(page)
+    }
+    await tabs[0]!.evaluate(({ username, password }) => (window as any).dpopAuth.login(username, password), { username, password })
+    for (const page of tabs.slice(1)) t.match(await page.evaluate(() => (window as any).dpopAuth.resume()), { username }, 'the other tabs pick up the session')
+    const status = (page: Page) => page.evaluate(() => (window as any).dpopAuth.fetch('/orders').then((r: Response) => r.status))
+    for (const page of tabs) t.equal(await status(page), 200, 'each tab calls the API with the bound token')
+    t.same(await tabs[2]!.evaluate(() => (window as any).sent.slice(-1)), ['DPoP'], 'as Authorization: DPoP')
+
+    server.resetRefreshes()
+    const results = await Promise.all(tabs.map((page) => page.evaluate(() => (window as any).dpopAuth.refresh())))
+    t.same(results, [true, true, true], 'three tabs refreshing at once all end up with a token')
+    t.equal(server.refreshes(), 1, '… through one refresh request, with a proof by the shared key')
+    for (const page of tabs) t.equal(await status(page), 200)
+    const keys = await tabs[1]!.evaluate(() => new Promise<number>((resolve) => {
+      const open = indexedDB.open('auth-server-client')
+      open.onsuccess = () => { const count = open.result.transaction('dpop-keys').objectStore('dpop-keys').count(); count.onsuccess = () => resolve(count.result) }
+    }))
+    t.equal(keys, 1, 'one key pair for all tabs')
+    t.same(errors, [], 'no script errors')
+  })
+
+  t.test('DPoP in mobile mode: a non-extractable WebCrypto key, kept in IndexedDB across a reload', async (t) => {
+    const server = await startServer(t, database!, {})
+    const { username, password } = await registerUser(server.baseUrl)
+    const context = await launch(t)
+    const page = context.pages()[0] ?? await context.newPage()
+    const errors = watchErrors(page)
+    await page.goto(`${server.baseUrl}/demo/`)
+    // A mobile-mode client in the page (the refresh token in localStorage stands in for an app's store).
+    const start = async (action: 'login' | 'resume') => page.evaluate(async ({ action, username, password }) => {
+      const sdk = await import('/demo/auth-client.js' as string)
+      const storage = { get: (key: string) => localStorage.getItem(key), set: (key: string, value: string) => localStorage.setItem(key, value), delete: (key: string) => localStorage.removeItem(key) }
+      const seen: string[] = []
+      const recording: typeof fetch = async (input, init) => {
+        seen.push(new Headers(init?.headers).get('authorization')?.split(' ')[0] ?? '-')
+        return fetch(input, init)
+      }
+      const auth = sdk.createAuthClient({ baseUrl: location.origin, mode: 'mobile', storage, dpop: true, autoRefresh: false, fetch: recording })
+      const user = action === 'login' ? await auth.login(username, password) : await auth.resume()
+      const status = (await auth.fetch('/orders')).status
+      const pair = await new Promise<CryptoKeyPair>((resolve, reject) => {
+        const open = indexedDB.open('auth-server-client')
+        open.onsuccess = () => {
+          const names = open.result.transaction('dpop-keys').objectStore('dpop-keys').getAllKeys()
+          names.onsuccess = () => {
+            const get = open.result.transaction('dpop-keys').objectStore('dpop-keys').get(names.result[0]!)
+            get.onsuccess = () => resolve(get.result as CryptoKeyPair)
+          }
+        }
+        open.onerror = () => reject(open.error)
+      })
+      const exported = await crypto.subtle.exportKey('jwk', pair.privateKey).then(() => 'exported', (error: Error) => error.name)
+      const publicJwk = await crypto.subtle.exportKey('jwk', pair.publicKey)
+      return { user: user?.username ?? null, status, seen, extractable: pair.privateKey.extractable, exported, publicX: publicJwk.x }
+    }, { action, username, password })
+
+    const first = await start('login')
+    t.equal(first.user, username)
+    t.equal(first.status, 200, 'GET /orders with the bound token and a proof')
+    t.same(first.seen.slice(-1), ['DPoP'], 'the API call went out as Authorization: DPoP')
+    t.equal(first.extractable, false, 'the private key is not extractable')
+    t.equal(first.exported, 'InvalidAccessError', 'the page cannot export it')
+
+    await page.reload()
+    const again = await start('resume')
+    t.equal(again.user, username, 'after a reload the stored refresh token works: the key came back from IndexedDB')
+    t.equal(again.status, 200)
+    t.equal(again.publicX, first.publicX, 'the same key pair')
+    t.same(errors, [], 'no script errors or CSP violations')
+  })
+
   t.test('the demo end to end on a phone-sized screen', async (t) => {
     const server = await startServer(t, database!, {})
     const context = await launch(t, { width: 390, height: 844 })

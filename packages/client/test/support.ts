@@ -36,7 +36,7 @@ export interface RunningServer {
 export async function startServer (t: Teardown, database: TestDatabase, env: Record<string, string> = {}, extend?: (app: FastifyInstance) => void): Promise<RunningServer> {
   const port = await freePort()
   const baseUrl = `http://127.0.0.1:${port}`
-  const config = testConfig(await freshDatabaseUrl(t, database), { ALLOWED_ORIGINS: baseUrl, ...env })
+  const config = testConfig(await freshDatabaseUrl(t, database), { ALLOWED_ORIGINS: baseUrl, PUBLIC_URL: baseUrl, ...env })
   const app = await buildApp(config)
   extend?.(app)
   let refreshes = 0
@@ -85,7 +85,7 @@ export function recordingFetch () {
   const refreshAnswers: Array<{ accessToken: string, refreshToken?: string }> = []
   const impl: typeof fetch = async (input, init) => {
     const authorization = new Headers(init?.headers).get('authorization')
-    if (authorization !== null) sentTokens.push(authorization.replace(/^Bearer /, ''))
+    if (authorization !== null) sentTokens.push(authorization.replace(/^(Bearer|DPoP) /, ''))
     const response = await fetch(input, init)
     if (String(input instanceof Request ? input.url : input).endsWith('/auth/refresh') && response.ok) refreshAnswers.push(await response.clone().json())
     return response

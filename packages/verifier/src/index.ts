@@ -5,8 +5,11 @@
 // silent longer than `maxStalenessMs`, verify() fails closed.
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify } from 'jose'
 import { RevocationFollower, RevocationState } from './revocations.js'
+import { type DpopOptions, type ProofChecker, DpopProofError, ReplayStoreFullError, createProofChecker, dpopChallenge } from './dpop.js'
 
 export type { RevocationEvent } from './revocations.js'
+export { accessTokenHash, memoryReplayStore, redisReplayStore, timeStepNonces, DEFAULT_DPOP_ALGORITHMS } from './dpop.js'
+export type { DpopOptions, DpopReplayStore, DpopNonceSource, RedisSetNx } from './dpop.js'
 
 export interface VerifierOptions {
   /** The server's issuer (JWT_ISSUER): checked in every token, and where its RFC 8414 metadata is found. */
@@ -36,6 +39,12 @@ export interface VerifierOptions {
   /** Called with feed and JWKS problems (nothing secret in them). Default: silent. */
   onError?: (error: Error) => void
   fetch?: typeof fetch
+  /**
+   * DPoP (RFC 9449): tokens bound to a key (`cnf.jkt`) are accepted only as `Authorization: DPoP`
+   * with a valid proof, and never as Bearer. Default on, with the defaults of DpopOptions; `false`
+   * refuses every bound token.
+   */
+  dpop?: DpopOptions | false
 }
 
 /** The claims of a verified access token (the server's RFC 9068 profile). */
@@ -50,19 +59,36 @@ export interface AccessTokenClaims {
   exp: number
   client_id?: string
   preferred_username?: string
+  /** RFC 7800 confirmation: `jkt` is the thumbprint of the key a DPoP-bound token is bound to. */
+  cnf?: { jkt?: string }
   [claim: string]: unknown
 }
 
-export type VerifierErrorCode = 'AUTH_TOKEN_MISSING' | 'AUTH_TOKEN_INVALID' | 'AUTH_TOKEN_EXPIRED' | 'AUTH_TOKEN_REVOKED' | 'AUTH_VERIFIER_UNAVAILABLE'
+export type VerifierErrorCode = 'AUTH_TOKEN_MISSING' | 'AUTH_TOKEN_INVALID' | 'AUTH_TOKEN_EXPIRED' | 'AUTH_TOKEN_REVOKED' | 'AUTH_DPOP_INVALID' | 'AUTH_DPOP_NONCE' | 'AUTH_VERIFIER_UNAVAILABLE'
 
-/** Why a token was refused, with the server's error code and the HTTP status to answer with. */
+/**
+ * Why a token was refused, with the server's error code and the HTTP status to answer with.
+ * `challenges` are the `WWW-Authenticate` values to send (RFC 6750, RFC 9449 §7.1), one header each;
+ * `dpopNonce`, when set, goes out as the `DPoP-Nonce` header.
+ */
 export class VerifierError extends Error {
   readonly statusCode: 401 | 503
+  challenges: string[] = []
+  dpopNonce: string | undefined
   constructor (readonly code: VerifierErrorCode, message: string) {
     super(message)
     this.name = 'VerifierError'
     this.statusCode = code === 'AUTH_VERIFIER_UNAVAILABLE' ? 503 : 401
   }
+}
+
+/** What verifyRequest needs of an HTTP request. */
+export interface RequestToVerify {
+  method: string
+  /** The absolute URL the client addressed (the service's public origin + path); query and fragment are ignored. */
+  url: string
+  /** Node's IncomingHttpHeaders or a fetch Headers object. */
+  headers: Headers | Record<string, string | string[] | undefined>
 }
 
 export interface VerifierStatus {
@@ -76,8 +102,19 @@ export interface VerifierStatus {
 }
 
 export interface Verifier {
-  /** Resolves with the claims of a valid, unrevoked access token; rejects with a VerifierError. */
+  /**
+   * A token sent as `Authorization: Bearer`: resolves with the claims of a valid, unrevoked, unbound
+   * access token; rejects with a VerifierError (a DPoP-bound token is refused: it needs its proof).
+   */
   verify: (token: string) => Promise<AccessTokenClaims>
+  /** A token sent as `Authorization: DPoP` with its proof (the `DPoP` header), for `method` on `url`. */
+  verifyDpop: (token: string, proof: string | undefined, request: { method: string, url: string }) => Promise<AccessTokenClaims>
+  /** Reads `Authorization` (Bearer or DPoP) and `DPoP` from a request and verifies what it finds. */
+  verifyRequest: (request: RequestToVerify) => Promise<AccessTokenClaims>
+  /** Whether DPoP-bound tokens can be accepted (the `dpop` option is not false). */
+  readonly dpopEnabled: boolean
+  /** The nonce clients must put in their proofs now, while `dpop.nonce` is set. */
+  dpopNonce: () => string | undefined
   /** Resolves once metadata is read and the first revocation snapshot is applied. */
   ready: () => Promise<void>
   status: () => VerifierStatus
@@ -188,8 +225,25 @@ export function createVerifier (options: VerifierOptions): Verifier {
     }
   }
 
-  async function verify (token: string): Promise<AccessTokenClaims> {
-    if (typeof token !== 'string' || token === '') throw new VerifierError('AUTH_TOKEN_MISSING', 'An access token is required')
+  const dpop: ProofChecker | undefined = options.dpop === false ? undefined : createProofChecker(options.dpop)
+  const bearerAccepted = dpop?.required !== true
+  const dpopHint = dpop === undefined ? [] : [dpopChallenge(dpop.algorithms)]
+
+  /**
+   * A refusal with its challenges (RFC 6750 §3, RFC 9449 §7.1), in the scheme the client used: none
+   * (no credentials: every scheme this service takes), Bearer, or DPoP.
+   */
+  function refusal (code: VerifierErrorCode, message: string, scheme: 'Bearer' | 'DPoP' | undefined, error?: 'invalid_token' | 'invalid_dpop_proof' | 'use_dpop_nonce'): VerifierError {
+    const refused = new VerifierError(code, message)
+    if (scheme === undefined || error === undefined) refused.challenges = [...(bearerAccepted ? ['Bearer'] : []), ...dpopHint]
+    else if (scheme === 'Bearer') refused.challenges = [`Bearer error="${error}"`]
+    else refused.challenges = [dpopChallenge(dpop?.algorithms ?? [], error, message)]
+    return refused
+  }
+
+  /** Signature, claims and revocations: what every token must pass, however it was sent. */
+  async function checkToken (token: string, scheme: 'Bearer' | 'DPoP'): Promise<AccessTokenClaims> {
+    if (typeof token !== 'string' || token === '') throw refusal('AUTH_TOKEN_MISSING', 'An access token is required', scheme)
     const jwks = await withinReadyTimeout()
     let payload: AccessTokenClaims
     try {
@@ -202,28 +256,105 @@ export function createVerifier (options: VerifierOptions): Verifier {
         clockTolerance: options.clockToleranceSeconds ?? 0
       }) as unknown as { payload: AccessTokenClaims })
     } catch (error) {
-      if (error instanceof joseErrors.JWTExpired) throw new VerifierError('AUTH_TOKEN_EXPIRED', 'The access token has expired')
+      if (error instanceof joseErrors.JWTExpired) throw refusal('AUTH_TOKEN_EXPIRED', 'The access token has expired', scheme, 'invalid_token')
       if (error instanceof joseErrors.JOSEError && !(error instanceof joseErrors.JWKSTimeout)) {
-        throw new VerifierError('AUTH_TOKEN_INVALID', 'The access token is invalid')
+        throw refusal('AUTH_TOKEN_INVALID', 'The access token is invalid', scheme, 'invalid_token')
       }
       // The JWKS could not be fetched: the token may be fine, the answer is not known.
       onError(error as Error)
       throw new VerifierError('AUTH_VERIFIER_UNAVAILABLE', 'The auth server\'s keys are not available')
     }
     if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string' || !Number.isSafeInteger(payload.ver)) {
-      throw new VerifierError('AUTH_TOKEN_INVALID', 'The access token is invalid')
+      throw refusal('AUTH_TOKEN_INVALID', 'The access token is invalid', scheme, 'invalid_token')
+    }
+    if (payload.cnf !== undefined && (typeof payload.cnf !== 'object' || payload.cnf === null || (payload.cnf.jkt !== undefined && typeof payload.cnf.jkt !== 'string'))) {
+      throw refusal('AUTH_TOKEN_INVALID', 'The access token is invalid', scheme, 'invalid_token')
     }
     if (follower !== undefined) {
       if (Date.now() - follower.freshAt > maxStalenessMs) {
         throw new VerifierError('AUTH_VERIFIER_UNAVAILABLE', 'The revocation feed is out of date; refusing tokens until it is back')
       }
-      if (state.isRevoked(payload)) throw new VerifierError('AUTH_TOKEN_REVOKED', 'The access token has been revoked')
+      if (state.isRevoked(payload)) throw refusal('AUTH_TOKEN_REVOKED', 'The access token has been revoked', scheme, 'invalid_token')
     }
     return payload
   }
 
+  async function verify (token: string): Promise<AccessTokenClaims> {
+    if (!bearerAccepted) {
+      if (typeof token !== 'string' || token === '') throw refusal('AUTH_TOKEN_MISSING', 'An access token is required', undefined)
+      throw refusal('AUTH_DPOP_INVALID', 'This service accepts DPoP-bound tokens only: send Authorization: DPoP with a proof', 'DPoP', 'invalid_token')
+    }
+    const claims = await checkToken(token, 'Bearer')
+    // RFC 9449 §7.2: a bound token used as a bearer token would undo the binding.
+    if (claims.cnf?.jkt !== undefined) {
+      throw refusal('AUTH_DPOP_INVALID', 'The access token is DPoP-bound: send it as Authorization: DPoP with a proof', 'DPoP', 'invalid_token')
+    }
+    return claims
+  }
+
+  async function verifyDpop (token: string, proof: string | undefined, request: { method: string, url: string }): Promise<AccessTokenClaims> {
+    if (dpop === undefined) throw refusal('AUTH_TOKEN_MISSING', 'This service does not accept DPoP tokens', undefined)
+    const claims = await checkToken(token, 'DPoP')
+    if (proof === undefined || proof === '') throw refusal('AUTH_DPOP_INVALID', 'A DPoP proof is required with a DPoP token', 'DPoP', 'invalid_dpop_proof')
+    let checked
+    try {
+      checked = await dpop.check(proof, { method: request.method, url: request.url, accessToken: token })
+    } catch (error) {
+      if (!(error instanceof DpopProofError)) throw error
+      if (error.error === 'use_dpop_nonce') {
+        const refused = refusal('AUTH_DPOP_NONCE', error.message, 'DPoP', 'use_dpop_nonce')
+        refused.dpopNonce = dpop.nonce?.current()
+        throw refused
+      }
+      throw refusal('AUTH_DPOP_INVALID', error.message, 'DPoP', 'invalid_dpop_proof')
+    }
+    // §7.1: the proof must be made with the key the token is bound to.
+    if (claims.cnf?.jkt === undefined) throw refusal('AUTH_DPOP_INVALID', 'The access token is not DPoP-bound: send it as Bearer', 'DPoP', 'invalid_token')
+    if (claims.cnf.jkt !== checked.jkt) throw refusal('AUTH_DPOP_INVALID', 'The DPoP proof is not signed by the key the access token is bound to', 'DPoP', 'invalid_dpop_proof')
+    try {
+      await dpop.spend(checked)
+    } catch (error) {
+      if (error instanceof DpopProofError) throw refusal('AUTH_DPOP_INVALID', error.message, 'DPoP', 'invalid_dpop_proof')
+      if (error instanceof ReplayStoreFullError) throw new VerifierError('AUTH_VERIFIER_UNAVAILABLE', 'Too many DPoP proofs to remember; try again shortly')
+      onError(error as Error)
+      throw new VerifierError('AUTH_VERIFIER_UNAVAILABLE', 'The DPoP replay store is not available')
+    }
+    return claims
+  }
+
+  const AUTHORIZATION = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*) *$/i
+  function header (headers: RequestToVerify['headers'], name: string): string | string[] | undefined {
+    if (typeof (headers as Headers).get === 'function') return (headers as Headers).get(name) ?? undefined
+    return (headers as Record<string, string | string[] | undefined>)[name]
+  }
+
+  async function verifyRequest (request: RequestToVerify): Promise<AccessTokenClaims> {
+    const authorization = header(request.headers, 'authorization')
+    if (authorization === undefined) throw refusal('AUTH_TOKEN_MISSING', 'An access token is required', undefined)
+    if (typeof authorization !== 'string') throw refusal('AUTH_TOKEN_INVALID', 'One Authorization header, please', undefined, 'invalid_token')
+    const match = AUTHORIZATION.exec(authorization)
+    if (match === null) {
+      // Another scheme is no credential this service takes; a broken Bearer or DPoP header is an invalid one.
+      if (/^DPoP\b/i.test(authorization) && dpop !== undefined) throw refusal('AUTH_TOKEN_INVALID', 'The access token is invalid', 'DPoP', 'invalid_token')
+      if (/^Bearer\b/i.test(authorization)) throw refusal('AUTH_TOKEN_INVALID', 'The access token is invalid', 'Bearer', 'invalid_token')
+      throw refusal('AUTH_TOKEN_MISSING', 'An access token is required', undefined)
+    }
+    const [, scheme, token] = match as unknown as [string, string, string]
+    if (scheme.toLowerCase() === 'bearer') return verify(token)
+    const proof = header(request.headers, 'dpop')
+    // §4.3 step 1: exactly one DPoP header (Node joins repeated ones with a comma, which no JWS has).
+    if (Array.isArray(proof) || (typeof proof === 'string' && proof.includes(','))) {
+      throw refusal('AUTH_DPOP_INVALID', 'Exactly one DPoP header is allowed', 'DPoP', 'invalid_dpop_proof')
+    }
+    return verifyDpop(token, proof?.trim(), request)
+  }
+
   return {
     verify,
+    verifyDpop,
+    verifyRequest,
+    dpopEnabled: dpop !== undefined,
+    dpopNonce: () => dpop?.nonce?.current(),
     ready,
     status: () => ({
       connected: follower?.connected ?? false,

@@ -1,79 +1,14 @@
-// The verifier against a small issuer written here in the server's protocol (RFC 8414 metadata,
-// JWKS, the revocation snapshot and SSE stream), so each edge can be driven: key rotation, a flood
-// of unknown kids, a cut stream, a feed that goes silent. The real server is exercised end to end by
-// the repository's test/verifier-e2e.test.ts.
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+// The verifier against a small issuer in the server's protocol (test/issuer.ts), so each edge can be
+// driven: key rotation, a flood of unknown kids, a cut stream, a feed that goes silent. The real
+// server is exercised end to end by the repository's test/verifier-e2e.test.ts.
+import { createServer } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
-import { SignJWT, exportJWK, generateKeyPair } from 'jose'
+import { SignJWT, generateKeyPair } from 'jose'
 import t from 'tap'
-import { createVerifier, VerifierError, type RevocationEvent } from '../src/index.js'
+import { createVerifier, VerifierError } from '../src/index.js'
 import verifierPlugin from '../src/fastify.js'
-
-const AUDIENCE = 'api'
-const CLIENT = { clientId: 'orders', clientSecret: 'orders-secret-0123456789' }
-
-async function issuer (port = 0) {
-  let keys = [{ kid: 'k1', ...(await generateKeyPair('EdDSA', { extractable: true })) }]
-  const events: RevocationEvent[] = []
-  const streams = new Set<ServerResponse>()
-  let jwksFetches = 0
-  let feedUp = true
-  const lastEventIds: Array<string | undefined> = []
-  const expected = `Basic ${Buffer.from(`${CLIENT.clientId}:${CLIENT.clientSecret}`).toString('base64')}`
-  const server = createServer(async (request: IncomingMessage, response: ServerResponse) => {
-    const url = new URL(request.url ?? '/', base)
-    const send = (status: number, body: unknown) => { response.writeHead(status, { 'content-type': 'application/json' }); response.end(JSON.stringify(body)) }
-    if (url.pathname === '/.well-known/oauth-authorization-server') {
-      return send(200, { issuer: base, jwks_uri: `${base}/jwks`, revocation_feed_endpoint: `${base}/oauth/revocations` })
-    }
-    if (url.pathname === '/jwks') {
-      jwksFetches++
-      return send(200, { keys: await Promise.all(keys.map(async (key) => ({ ...(await exportJWK(key.publicKey)), kid: key.kid, alg: 'EdDSA', use: 'sig' }))) })
-    }
-    if (request.headers.authorization !== expected) return send(401, { error: 'invalid_client' })
-    if (!feedUp) return send(503, { error: 'unavailable' })
-    const after = (cursor: string | undefined) => events.filter((event) => cursor === undefined || Number(event.id) > Number(cursor))
-    if (url.pathname === '/oauth/revocations') return send(200, { events: after(url.searchParams.get('after') ?? undefined), cursor: String(events.length) })
-    if (url.pathname === '/oauth/revocations/stream') {
-      const cursor = request.headers['last-event-id'] as string | undefined
-      lastEventIds.push(cursor)
-      response.writeHead(200, { 'content-type': 'text/event-stream' })
-      for (const event of after(cursor)) response.write(`id: ${event.id}\ndata: ${JSON.stringify(event)}\n\n`)
-      response.write(`id: ${events.length}\n\n`)
-      streams.add(response)
-      response.on('close', () => streams.delete(response))
-      return
-    }
-    send(404, {})
-  })
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
-  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`
-  const revoke = (event: Omit<RevocationEvent, 'id' | 'at' | 'relevantUntil'>, push = true) => {
-    const full = { ...event, id: String(events.length + 1), at: new Date().toISOString(), relevantUntil: new Date(Date.now() + 960_000).toISOString() } as RevocationEvent
-    events.push(full)
-    if (push) for (const stream of streams) stream.write(`id: ${full.id}\ndata: ${JSON.stringify(full)}\n\n`)
-  }
-  const sign = async (claims: Record<string, unknown> = {}, options: { kid?: string, typ?: string, expiresIn?: number | string } = {}) => {
-    const key = keys.find((candidate) => candidate.kid === (options.kid ?? keys[0]!.kid)) ?? keys[0]!
-    return new SignJWT({ sid: 's1', ver: 0, jti: crypto.randomUUID(), ...claims })
-      .setProtectedHeader({ alg: 'EdDSA', typ: options.typ ?? 'at+jwt', kid: options.kid ?? key.kid })
-      .setIssuer(base).setAudience(AUDIENCE).setSubject(String(claims.sub ?? 'u1')).setIssuedAt()
-      .setExpirationTime(options.expiresIn ?? '15m')
-      .sign(key.privateKey)
-  }
-  return {
-    base,
-    sign,
-    revoke,
-    get jwksFetches () { return jwksFetches },
-    lastEventIds,
-    rotate: async () => { keys = [{ kid: `k${keys.length + 1}`, ...(await generateKeyPair('EdDSA', { extractable: true })) }, ...keys] },
-    cutStreams: () => { for (const stream of streams) stream.destroy() },
-    setFeedUp: (up: boolean) => { feedUp = up },
-    close: async () => { for (const stream of streams) stream.destroy(); await new Promise((resolve) => server.close(resolve)) }
-  }
-}
+import { AUDIENCE, CLIENT, issuer } from './issuer.js'
 
 async function refusal (promise: Promise<unknown>): Promise<string> {
   return promise.then(() => 'accepted', (error: unknown) => error instanceof VerifierError ? error.code : `unexpected ${String(error)}`)
@@ -161,7 +96,7 @@ t.test('the Fastify plugin protects routes as the server does', async (t) => {
   t.teardown(as.close)
   const verifier = createVerifier({ issuer: as.base, audience: AUDIENCE, ...CLIENT })
   const app = Fastify()
-  await app.register(verifierPlugin, { verifier })
+  await app.register(verifierPlugin, { verifier, publicUrl: 'https://orders.example' })
   app.get('/orders', async (request) => ({ user: request.auth?.sub }))
   app.get('/health', { config: { public: true } }, async () => ({ ok: true }))
   t.teardown(() => app.close())
@@ -174,13 +109,14 @@ t.test('the Fastify plugin protects routes as the server does', async (t) => {
 
   response = await app.inject({ url: '/orders' })
   t.equal(response.statusCode, 401)
-  t.equal(response.headers['www-authenticate'], 'Bearer')
+  t.same(response.headers['www-authenticate'], ['Bearer', 'DPoP algs="ES256 ES384 EdDSA"'], 'both schemes are offered')
   t.same(response.json(), { statusCode: 401, code: 'AUTH_TOKEN_MISSING', error: 'Unauthorized', message: 'An access token is required' })
   response = await app.inject({ url: '/orders', headers: { authorization: 'Bearer a.b.c' } })
   t.equal(response.headers['www-authenticate'], 'Bearer error="invalid_token"')
   t.equal(response.json().code, 'AUTH_TOKEN_INVALID')
   response = await app.inject({ url: '/orders', headers: { authorization: 'Basic abc' } })
   t.equal(response.json().code, 'AUTH_TOKEN_MISSING', 'another scheme is no bearer token')
+  await t.rejects(Fastify().register(verifierPlugin, { verifier }).ready(), TypeError, 'DPoP needs the service\'s public URL')
 
   as.revoke({ kind: 'session', sessionId: 'p1' })
   t.ok(await eventually(async () => (await app.inject({ url: '/orders', headers: { authorization: `Bearer ${token}` } })).json().code === 'AUTH_TOKEN_REVOKED'))
