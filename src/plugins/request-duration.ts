@@ -1,8 +1,10 @@
 // http_request_duration_seconds, kept cheaply: every answered request adds one observation, so the
 // hot path is two Map lookups, a bucket search and three additions on a series made once per
 // (route, method, status). prom-client's Histogram validates and hashes its labels object on every
-// observe (~4 µs of a ~25 µs protected request); this metric hands the registry the same data, in
-// prom-client's own shape, only when it is scraped (text and the cluster aggregator's JSON alike).
+// observe (~0.63 µs, against ~0.02 µs here, timed in one process); this metric hands the registry the
+// same data, in the shape prom-client's Histogram gives it, only when it is scraped (the text and the
+// cluster aggregator's JSON alike). That shape is prom-client's, not a documented interface:
+// test/plugins/request-duration.test.ts compares both outputs with a real Histogram's, exactly.
 import type { Registry } from 'prom-client'
 
 type Labels = Record<string, string | number>
@@ -15,7 +17,7 @@ interface Series {
   count: number
 }
 
-interface Value { labels: Labels, sharedLabels?: Labels, value: number, metricName: string }
+interface Value { labels: Labels, sharedLabels: Labels, value: number, metricName: string, exemplar: null | undefined }
 
 export interface RequestDurationOptions {
   name: string
@@ -59,28 +61,32 @@ export class RequestDurationHistogram {
     series.count++
   }
 
-  /** What prom-client's Registry prints (labels of a series as shared labels, `le` of its own). */
+  /** What prom-client's Registry prints: its Histogram's values (labels of a series as shared labels, `le` of its own). */
   getForPromString () {
     const values: Value[] = []
+    const bucket = `${this.name}_bucket`
     for (const series of this.allSeries()) {
       let cumulative = 0
       this.bounds.forEach((bound, index) => {
         cumulative += series.counts[index]!
-        values.push({ labels: { le: bound }, sharedLabels: series.labels, value: cumulative, metricName: `${this.name}_bucket` })
+        values.push({ labels: { le: bound }, sharedLabels: series.labels, value: cumulative, metricName: bucket, exemplar: null })
       })
       values.push(
-        { labels: { le: '+Inf' }, sharedLabels: series.labels, value: series.count, metricName: `${this.name}_bucket` },
-        { labels: {}, sharedLabels: series.labels, value: series.sum, metricName: `${this.name}_sum` },
-        { labels: {}, sharedLabels: series.labels, value: series.count, metricName: `${this.name}_count` }
+        { labels: { le: '+Inf' }, sharedLabels: series.labels, value: series.count, metricName: bucket, exemplar: null },
+        { labels: {}, sharedLabels: series.labels, value: series.sum, metricName: `${this.name}_sum`, exemplar: undefined },
+        { labels: {}, sharedLabels: series.labels, value: series.count, metricName: `${this.name}_count`, exemplar: undefined }
       )
     }
     return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator }
   }
 
-  /** The JSON form (getMetricsAsJSON, the cluster aggregator): each value's labels in one object. */
+  /** The JSON form (getMetricsAsJSON, the cluster aggregator), as prom-client's Histogram gives it: labels splayed. */
   get () {
     const data = this.getForPromString()
-    return { ...data, values: data.values.map(({ labels, sharedLabels, value, metricName }) => ({ labels: { ...labels, ...sharedLabels }, value, metricName })) }
+    return {
+      ...data,
+      values: data.values.map(({ labels, sharedLabels, ...value }) => ({ ...value, labels: { ...labels, ...sharedLabels } }))
+    }
   }
 
   reset (): void {
