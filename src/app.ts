@@ -5,11 +5,14 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Clock } from './auth/token-rules.js'
 import type { Config } from './config.js'
 import { ValidationFailed } from './errors.js'
-import auth from './plugins/auth.js'
+import accessTokens from './plugins/access-tokens.js'
+import authDomain from './plugins/auth-domain.js'
 import authEvents from './plugins/auth-events.js'
 import database from './plugins/database.js'
 import { lazyRequestLogger, loggerOptions } from './logging.js'
 import errorHandler, { sendError } from './plugins/error-handler.js'
+import maintenance from './plugins/maintenance.js'
+import protect from './plugins/protect.js'
 import rateLimits from './plugins/rate-limit.js'
 import redis from './plugins/redis.js'
 import requestHygiene from './plugins/request-hygiene.js'
@@ -81,7 +84,12 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await fastify.register(authEvents)
   await fastify.register(rateLimits)
   await fastify.register(database, { database: config.database })
-  await fastify.register(auth, { config, clock })
+  // The request path: access tokens (sign, verify) → the domain (signs with them) → protect (every
+  // route not marked public checks its token against the domain's revocations).
+  await fastify.register(accessTokens)
+  await fastify.register(authDomain, { clock })
+  await fastify.register(protect, { clock })
+  await fastify.register(maintenance)
   await fastify.register(revocationDoorbell)
   if (config.metricsPort !== undefined) await fastify.register((await import('./plugins/metrics.js')).default, { host: config.host, port: config.metricsPort })
   await fastify.register(revocationFeed)

@@ -23,6 +23,8 @@ export interface AuthDomainOptions {
   events?: AuthEventSink
   /** Signs access tokens (the server passes @fastify/jwt's); tools that issue none leave it out. */
   signAccessToken?: AccessTokenSigner
+  /** The hasher of passwords; one with the configured concurrency when left out (tests pass one they can hold). */
+  passwordHasher?: PasswordHasher
 }
 
 export interface AuthDomain {
@@ -37,17 +39,22 @@ export interface AuthDomain {
 
 const issuesNoTokens: AccessTokenSigner = () => { throw new Error('this process issues no access tokens') }
 
-export function buildAuthDomain ({ db, clock, config, loginAttempts, events, signAccessToken = issuesNoTokens }: AuthDomainOptions): AuthDomain {
+export function buildAuthDomain ({
+  db, clock, config, loginAttempts, events, signAccessToken = issuesNoTokens, passwordHasher = new PasswordHasher(config.passwordHashConcurrency)
+}: AuthDomainOptions): AuthDomain {
   const revocations = new RevocationList(db, clock, (createdAt) => revocationRelevantUntil(createdAt, config.ttl))
-  const passwordHasher = new PasswordHasher(config.passwordHashConcurrency)
   const throttle = new LoginThrottle(loginAttempts ?? new MemoryLoginAttemptStore(clock), clock, config.login.maxFailures, config.login.lockWindow)
   const sessions = new SessionService({
     db,
     clock,
     lifetimes: config.ttl,
     seal: new SuccessorSeal(config.jwt.secret),
-    revocations,
     signAccessToken,
+    // After commit: refused on this instance at once (and the others are told), then reported.
+    onRevoked: (event, report) => {
+      revocations.record(event)
+      events?.report({ type: 'revocation', ...report })
+    },
     sessionEventsRetentionDays: config.sessionEventsRetentionDays,
     events
   })

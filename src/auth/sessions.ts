@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto'
 import type { Db, DbTransaction } from '../db/client.js'
 import { RefreshInvalid, RefreshReused } from '../errors.js'
 import { type AuthEventSink, IGNORE_AUTH_EVENTS, type RefreshOutcome } from './events.js'
-import type { RevocationEventRecord, RevocationList } from './revocation-list.js'
+import type { RevocationEventRecord } from './revocation-list.js'
 import type { SuccessorSeal } from './successor-seal.js'
 import {
   type AccessTokenClaims, type Clock, type Lifetimes, type PresentedToken, type SuccessorState, type TokenSession,
@@ -156,9 +156,13 @@ export interface SessionServiceDeps {
   clock: Clock
   lifetimes: Lifetimes
   seal: SuccessorSeal
-  revocations: RevocationList
   signAccessToken: AccessTokenSigner
-  /** Told of each refresh outcome and revocation (metrics, logs). */
+  /**
+   * Told of every revocation once its transaction has committed (the domain factory makes it
+   * effective on this instance at once and reports it). Every revoking method calls it itself.
+   */
+  onRevoked: RevocationListener
+  /** Told of each refresh outcome and password change (metrics, logs). */
   events?: AuthEventSink
   /** Days session history is kept (SESSION_EVENTS_RETENTION); 30 when left out. */
   sessionEventsRetentionDays?: number
@@ -166,6 +170,20 @@ export interface SessionServiceDeps {
 
 /** Who a revocation concerned, for the report that follows it. */
 export interface RevocationReport { reason: RevocationReason, userId: string | null, sessionId: string | null }
+/** Hears of a committed revocation: the event written to the log, and what it concerned. */
+export type RevocationListener = (event: RevocationEventRecord, report: RevocationReport) => void
+
+export interface SessionsEnded { tokenVersion: number, sessionsEnded: number }
+
+/**
+ * A change to the user's row that ending all their sessions belongs to (a password reset, disabling),
+ * made in the same transaction: `where` are the conditions the row must still meet, else nothing is
+ * changed or revoked.
+ */
+export interface UserChange {
+  where?: { passwordHash?: string, disabled?: boolean }
+  data: { passwordHash?: string, disabled?: boolean }
+}
 
 export class SessionService {
   private readonly db: Db
@@ -185,10 +203,13 @@ export class SessionService {
    * the hash a login checked, when given. The insert happens only while the user's row still holds
    * them (and the user is enabled), with that row locked until commit, so a password change or
    * logout-everywhere either commits first (and this throws CredentialsChanged, nothing written) or
-   * waits and then ends this session too. Pass `tx` to make it part of a larger transaction.
+   * waits and then ends this session too.
    */
-  async startSession (user: AccountView & { tokenVersion: number, passwordHash?: string }, context: SessionContext, tx?: DbTransaction): Promise<IssuedTokens> {
-    if (tx === undefined) return this.db.$transaction(async (tx) => this.startSession(user, context, tx))
+  async startSession (user: AccountView & { tokenVersion: number, passwordHash?: string }, context: SessionContext): Promise<IssuedTokens> {
+    return this.db.$transaction(async (tx) => this.startSessionIn(tx, user, context))
+  }
+
+  private async startSessionIn (tx: DbTransaction, user: AccountView & { tokenVersion: number, passwordHash?: string }, context: SessionContext): Promise<IssuedTokens> {
     const bound = await tx.user.updateMany({
       where: { id: user.id, tokenVersion: user.tokenVersion, disabled: false, ...(user.passwordHash === undefined ? {} : { passwordHash: user.passwordHash }) },
       // Writes nothing new: the update takes the row lock that a concurrent change would need.
@@ -454,15 +475,33 @@ export class SessionService {
       return this.recordRevocation(tx, { kind: 'session', subject: sessionId, tokenVersion: null }, now)
     })
     if (event === null) return false
-    this.applyRevocation(event, { reason, userId: userId ?? null, sessionId })
+    this.deps.onRevoked(event, { reason, userId: userId ?? null, sessionId })
     return true
   }
 
   /**
-   * Ends every session of the user and raises the token version, inside the caller's transaction.
-   * The caller applies the returned event once the transaction has committed.
+   * Ends every session and access token of the user (the token version rises), in one transaction
+   * with `change` to the user's row when given. Returns null, having changed nothing, when the row no
+   * longer meets the change's conditions (or the user is gone).
    */
-  async endAllSessions (tx: DbTransaction, userId: string, reason: RevocationReason, now: number, context?: ClientContext): Promise<{ tokenVersion: number, event: RevocationEventRecord, sessionsEnded: number }> {
+  async endAllSessions (userId: string, reason: RevocationReason, options?: { context?: ClientContext }): Promise<SessionsEnded>
+  async endAllSessions (userId: string, reason: RevocationReason, options: { change: UserChange, context?: ClientContext }): Promise<SessionsEnded | null>
+  async endAllSessions (userId: string, reason: RevocationReason, { change, context }: { change?: UserChange, context?: ClientContext } = {}): Promise<SessionsEnded | null> {
+    const now = this.clock()
+    const ended = await this.db.$transaction(async (tx) => {
+      if (change !== undefined) {
+        const changed = await tx.user.updateMany({ where: { id: userId, ...change.where }, data: { ...change.data, updatedAt: new Date(now) } })
+        if (changed.count !== 1) return null
+      }
+      return this.endAllSessionsIn(tx, userId, reason, now, context)
+    })
+    if (ended === null) return null
+    this.deps.onRevoked(ended.event, { reason, userId, sessionId: null })
+    return { tokenVersion: ended.tokenVersion, sessionsEnded: ended.sessionsEnded }
+  }
+
+  /** Ends every session of the user and raises the token version, inside `tx`; the caller tells onRevoked after commit. */
+  private async endAllSessionsIn (tx: DbTransaction, userId: string, reason: RevocationReason, now: number, context?: ClientContext): Promise<{ tokenVersion: number, event: RevocationEventRecord, sessionsEnded: number }> {
     const user = await tx.user.update({
       where: { id: userId },
       data: { tokenVersion: { increment: 1 }, updatedAt: new Date(now) },
@@ -487,37 +526,25 @@ export class SessionService {
    * Sets a new password hash and ends every session and access token of the user, then starts a
    * fresh session for the caller, in one transaction. The update is conditional on the hash the
    * caller checked the current password against: of two changes from the same password, the second
-   * finds it gone and throws CredentialsChanged, leaving the first intact. The revocation is applied
-   * here once committed.
+   * finds it gone and throws CredentialsChanged, leaving the first intact.
    */
   async changePassword (user: AccountView, checkedHash: string, newHash: string, context: SessionContext): Promise<IssuedTokens> {
     const now = this.clock()
     const { issued, event } = await this.db.$transaction(async (tx) => {
       const changed = await tx.user.updateMany({ where: { id: user.id, passwordHash: checkedHash }, data: { passwordHash: newHash, updatedAt: new Date(now) } })
       if (changed.count !== 1) throw new CredentialsChanged()
-      const { tokenVersion, event } = await this.endAllSessions(tx, user.id, 'password-change', now, context)
-      const issued = await this.startSession({ ...user, tokenVersion }, context, tx)
+      const { tokenVersion, event } = await this.endAllSessionsIn(tx, user.id, 'password-change', now, context)
+      const issued = await this.startSessionIn(tx, { ...user, tokenVersion }, context)
       return { issued, event }
     })
-    this.applyRevocation(event, { reason: 'password-change', userId: user.id, sessionId: null })
+    this.deps.onRevoked(event, { reason: 'password-change', userId: user.id, sessionId: null })
     this.events.report({ type: 'password-change', userId: user.id, sessionId: issued.sessionId })
     return issued
   }
 
   /** Logout everywhere: every session and every access token of the user ends. */
   async logoutEverywhere (userId: string, context?: ClientContext, reason: RevocationReason = 'logout-all'): Promise<void> {
-    const now = this.clock()
-    const { event } = await this.db.$transaction(async (tx) => this.endAllSessions(tx, userId, reason, now, context))
-    this.applyRevocation(event, { reason, userId, sessionId: null })
-  }
-
-  /**
-   * Makes a committed revocation effective on this instance at once, and tells the others; `report`
-   * says what it was to the event subscribers (metrics, logs).
-   */
-  applyRevocation (event: RevocationEventRecord, report?: RevocationReport): void {
-    this.deps.revocations.record(event)
-    if (report !== undefined) this.events.report({ type: 'revocation', ...report })
+    await this.endAllSessions(userId, reason, { context })
   }
 
   async listSessions (userId: string, currentSessionId: string): Promise<SessionListEntry[]> {

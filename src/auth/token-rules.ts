@@ -1,7 +1,7 @@
 // The token rules, in one place. Everything else (routes, storage, the request hook) asks these
 // functions what a token is worth; none of them decide it on their own.
 //
-// Access token (a JWT, signed and verified by @fastify/jwt in src/plugins/auth.ts):
+// Access token (a JWT, signed and verified by @fastify/jwt in src/plugins/access-tokens.ts):
 //   header  typ "at+jwt", alg from the allow-list, kid
 //   claims  iss, aud, sub (user id), sid (session id), ver (user's token version), jti, iat, exp,
 //           preferred_username (display only), client_id ("mobile" or "web", RFC 9068)

@@ -73,15 +73,9 @@ export class UserAdmin {
   async setDisabled (username: string, disabled: boolean): Promise<boolean> {
     const { db, clock, sessions } = this.deps
     const user = await this.findUser(username)
-    const now = clock()
-    const { changed, event } = await db.$transaction(async (tx) => {
-      const updated = await tx.user.updateMany({ where: { id: user.id, disabled: !disabled }, data: { disabled, updatedAt: new Date(now) } })
-      if (updated.count === 0 || !disabled) return { changed: updated.count === 1, event: null }
-      return { changed: true, event: (await sessions.endAllSessions(tx, user.id, 'disabled', now)).event }
-    })
-    if (event !== null) sessions.applyRevocation(event)
-    if (!changed) return false
-    return true
+    if (disabled) return await sessions.endAllSessions(user.id, 'disabled', { change: { where: { disabled: false }, data: { disabled: true } } }) !== null
+    const enabled = await db.user.updateMany({ where: { id: user.id, disabled: true }, data: { disabled: false, updatedAt: new Date(clock()) } })
+    return enabled.count === 1
   }
 
   /** Deletes the user with their sessions, tokens, orders and history; the trigger revokes every token. */
@@ -94,18 +88,15 @@ export class UserAdmin {
 
   /** Sets a new password (same strength rules as the API) and ends every session and access token. */
   async resetPassword (username: string, password: string): Promise<{ user: AccountView, sessionsEnded: number }> {
-    const { db, clock, hasher, sessions } = this.deps
+    const { hasher, sessions } = this.deps
     const user = await this.findUser(username)
     const weakness = passwordWeakness(password, user.username)
     if (weakness !== null) throw new WeakPassword(weakness)
     const passwordHash = await hasher.hash(password)
-    const now = clock()
-    const { event, sessionsEnded } = await db.$transaction(async (tx) => {
-      await tx.user.update({ where: { id: user.id }, data: { passwordHash, updatedAt: new Date(now) } })
-      return sessions.endAllSessions(tx, user.id, 'password-reset', now)
-    })
-    sessions.applyRevocation(event)
-    return { user: { id: user.id, username: user.username }, sessionsEnded }
+    const ended = await sessions.endAllSessions(user.id, 'password-reset', { change: { data: { passwordHash } } })
+    // Deleted since it was found.
+    if (ended === null) throw new NotFound(`No user named "${username}"`)
+    return { user: { id: user.id, username: user.username }, sessionsEnded: ended.sessionsEnded }
   }
 
   async listSessions (username: string): Promise<{ user: AccountView, sessions: OperatorSession[] }> {
@@ -126,11 +117,8 @@ export class UserAdmin {
 
   /** Ends every session and access token of the user. */
   async revokeUserSessions (username: string): Promise<{ user: AccountView, sessionsEnded: number }> {
-    const { db, clock, sessions } = this.deps
     const user = await this.findUser(username)
-    const now = clock()
-    const { event, sessionsEnded } = await db.$transaction(async (tx) => sessions.endAllSessions(tx, user.id, 'operator', now))
-    sessions.applyRevocation(event)
-    return { user: { id: user.id, username: user.username }, sessionsEnded }
+    const ended = await this.deps.sessions.endAllSessions(user.id, 'operator')
+    return { user: { id: user.id, username: user.username }, sessionsEnded: ended.sessionsEnded }
   }
 }

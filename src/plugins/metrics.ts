@@ -142,4 +142,4 @@ export default fp(async function metrics (fastify, { host, port }: MetricsOption
     registry,
     address: () => (server?.address() as AddressInfo | null | undefined) ?? null
   })
-}, { name: 'metrics', dependencies: ['auth', 'auth-events'] })
+}, { name: 'metrics', dependencies: ['auth-domain', 'auth-events'] })

@@ -39,4 +39,4 @@ export default fp(async function revocationDoorbell (fastify) {
 
   fastify.decorate('ringRevocationDoorbell', () => { for (const ring of bells) ring() })
   fastify.revocations.onRecorded(() => fastify.ringRevocationDoorbell())
-}, { name: 'revocation-doorbell', dependencies: ['redis', 'auth'] })
+}, { name: 'revocation-doorbell', dependencies: ['redis', 'auth-domain'] })

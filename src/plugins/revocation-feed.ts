@@ -15,4 +15,4 @@ export default fp(async function revocationFeed (fastify) {
   const feed = new RevocationFeed(fastify.db, Date.now, (createdAt) => revocationRelevantUntil(createdAt, config.ttl))
   fastify.revocations.onEvents((records) => feed.publish(records))
   fastify.decorate('revocationFeed', feed)
-}, { name: 'revocation-feed', dependencies: ['auth'] })
+}, { name: 'revocation-feed', dependencies: ['auth-domain'] })

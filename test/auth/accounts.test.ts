@@ -1,6 +1,4 @@
 import t from 'tap'
-import { AccountService } from '../../src/auth/accounts.js'
-import { LoginThrottle, MemoryLoginAttemptStore } from '../../src/auth/login-throttle.js'
 import { PasswordHasher } from '../../src/auth/passwords.js'
 import type { IssuedTokens } from '../../src/auth/sessions.js'
 import { isAccessTokenRevoked } from '../../src/auth/token-rules.js'
@@ -40,11 +38,9 @@ class HoldableHasher extends PasswordHasher {
 }
 
 async function accountsFixture (t: Parameters<typeof sessionFixture>[0], database: Parameters<typeof sessionFixture>[1]) {
-  const f = await sessionFixture(t, database)
-  const throttle = new LoginThrottle(new MemoryLoginAttemptStore(f.clock), f.clock, MAX_FAILURES, LOCK_WINDOW)
   const hasher = new HoldableHasher(2)
-  const accounts = new AccountService({ db: f.db, clock: f.clock, hasher, throttle, sessions: f.sessions })
-  return { ...f, accounts, hasher }
+  const env = { LOGIN_MAX_FAILURES: String(MAX_FAILURES), LOGIN_LOCK_WINDOW: String(LOCK_WINDOW) }
+  return { ...await sessionFixture(t, database, { env, passwordHasher: hasher }), hasher }
 }
 
 type Fixture = Awaited<ReturnType<typeof accountsFixture>>

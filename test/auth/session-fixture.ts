@@ -1,9 +1,10 @@
-// Builds the session domain straight on a migrated throw-away database: no app, no HTTP. The access
-// token "signer" returns the claims as JSON so tests can read what would have been signed.
+// Builds the auth domain straight on a migrated throw-away database, with the server's own factory
+// (buildAuthDomain): no app, no HTTP. The access token "signer" returns the claims as JSON so tests
+// can read what would have been signed.
 import { randomUUID } from 'node:crypto'
-import { RevocationList } from '../../src/auth/revocation-list.js'
-import { type AccessTokenSigner, SessionService } from '../../src/auth/sessions.js'
-import { SuccessorSeal } from '../../src/auth/successor-seal.js'
+import { type AuthDomain, buildAuthDomain } from '../../src/auth/domain.js'
+import type { PasswordHasher } from '../../src/auth/passwords.js'
+import type { AccessTokenSigner } from '../../src/auth/sessions.js'
 import { type AccessTokenClaims, type Lifetimes, hashRefreshToken } from '../../src/auth/token-rules.js'
 import { type Db, createDbClient } from '../../src/db/client.js'
 import { applyMigrations } from '../../src/db/migrate.js'
@@ -32,19 +33,26 @@ export async function migratedDb (t: Teardown, database: TestDatabase): Promise<
   return db
 }
 
-export interface Instance { sessions: SessionService, revocations: RevocationList }
-
-/** One server's worth of session domain on `db` (several may share one database). */
-export function instanceOn (db: Db, clock: TestClock, lifetimes: Lifetimes = LIFETIMES): Instance {
-  const revocations = new RevocationList(db, clock)
-  const sessions = new SessionService({ db, clock, lifetimes, seal: new SuccessorSeal(TEST_SECRET), revocations, signAccessToken })
-  return { sessions, revocations }
+export interface DomainOptions {
+  lifetimes?: Lifetimes
+  /** Settings as environment variables (LOGIN_MAX_FAILURES, …), read as the server reads them. */
+  env?: Record<string, string>
+  /** A hasher the test can hold (see accounts.test.ts); the configured one otherwise. */
+  passwordHasher?: PasswordHasher
 }
 
-export async function sessionFixture (t: Teardown, database: TestDatabase, lifetimes: Lifetimes = LIFETIMES) {
+/** One server's worth of auth domain on `db` (several may share one database). */
+export function instanceOn (db: Db, clock: TestClock, { lifetimes = LIFETIMES, env, passwordHasher }: DomainOptions = {}): AuthDomain {
+  // The domain takes its rules from the configuration; its database is the one given, not the URL.
+  const config = { ...testConfig('file:./data/unused-by-the-domain.db', env), ttl: lifetimes }
+  return buildAuthDomain({ db, clock, config, signAccessToken, passwordHasher })
+}
+
+export async function sessionFixture (t: Teardown, database: TestDatabase, options: DomainOptions = {}) {
   const db = await migratedDb(t, database)
   const clock = testClock()
-  const { sessions, revocations } = instanceOn(db, clock, lifetimes)
+  const domain = instanceOn(db, clock, options)
+  const lifetimes = options.lifetimes ?? LIFETIMES
 
   async function createUser (tokenVersion = 0) {
     const id = randomUUID()
@@ -59,5 +67,5 @@ export async function sessionFixture (t: Teardown, database: TestDatabase, lifet
     return db.refreshToken.findUniqueOrThrow({ where: { tokenHash: hashRefreshToken(token) } })
   }
 
-  return { db, clock, sessions, revocations, lifetimes, createUser, tokenRow }
+  return { ...domain, db, clock, lifetimes, createUser, tokenRow }
 }

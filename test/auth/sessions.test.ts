@@ -162,7 +162,7 @@ for (const database of testDatabases()) {
   })
 
   t.test(`a burst whose current token has expired is reuse, as today (${database})`, async (t) => {
-    const f = await sessionFixture(t, database, { ...LIFETIMES, refreshIdle: 5 })
+    const f = await sessionFixture(t, database, { lifetimes: { ...LIFETIMES, refreshIdle: 5 } })
     const user = await f.createUser()
     const first = await f.sessions.startSession(user, mobile)
     const second = await f.sessions.refresh(first.refreshToken)
@@ -210,7 +210,7 @@ for (const database of testDatabases()) {
   })
 
   t.test(`with no grace window a retired token is reuse at once (${database})`, async (t) => {
-    const f = await sessionFixture(t, database, { ...LIFETIMES, reuseGrace: 0 })
+    const f = await sessionFixture(t, database, { lifetimes: { ...LIFETIMES, reuseGrace: 0 } })
     const user = await f.createUser()
     const first = await f.sessions.startSession(user, mobile)
     await f.sessions.refresh(first.refreshToken)
@@ -309,21 +309,18 @@ for (const database of testDatabases()) {
     const renewed = await f.sessions.refresh(fresh.refreshToken)
     t.equal(claimsOf(renewed.accessToken).ver, 1, 'refresh signs the current version')
 
-    // Inside a caller's transaction (password change): applied to memory only once committed.
-    const { tokenVersion, event } = await f.db.$transaction(async (tx) => f.sessions.endAllSessions(tx, user.id, 'password-change', f.clock()))
-    t.equal(tokenVersion, 2)
-    t.equal(f.revocations.minimumTokenVersion(user.id), 1, 'not applied before the caller says so')
-    f.sessions.applyRevocation(event)
-    t.equal(f.revocations.minimumTokenVersion(user.id), 2)
+    // With a change to the user's row, in the same transaction; applied to memory by the time it returns.
+    const ended = await f.sessions.endAllSessions(user.id, 'password-reset', { change: { data: { passwordHash: 'reset' } } })
+    t.same(ended, { tokenVersion: 2, sessionsEnded: 1 })
+    t.equal(f.revocations.minimumTokenVersion(user.id), 2, 'the listener applied it on this instance')
+    t.equal((await f.db.user.findUniqueOrThrow({ where: { id: user.id } })).passwordHash, 'reset', 'the change committed with it')
     await t.rejects(f.sessions.refresh(renewed.refreshToken), INVALID)
 
-    // A rolled-back transaction leaves everything as it was.
+    // A change whose condition no longer holds: nothing is changed, nothing revoked.
     const survivor = await f.sessions.startSession({ ...user, tokenVersion: 2 }, mobile)
-    await t.rejects(f.db.$transaction(async (tx) => {
-      await f.sessions.endAllSessions(tx, user.id, 'password-change', f.clock())
-      throw new Error('rolled back')
-    }), { message: 'rolled back' })
+    t.equal(await f.sessions.endAllSessions(user.id, 'disabled', { change: { where: { disabled: true }, data: { disabled: false } } }), null)
     t.equal((await f.db.user.findUniqueOrThrow({ where: { id: user.id } })).tokenVersion, 2)
+    t.equal(f.revocations.minimumTokenVersion(user.id), 2)
     await f.sessions.refresh(survivor.refreshToken)
   })
 

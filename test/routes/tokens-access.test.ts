@@ -19,7 +19,7 @@ for (const database of testDatabases()) {
     await t.test('an expired token is AUTH_TOKEN_EXPIRED', async (t) => {
       const { claims } = decodeJwt(real)
       // Signed by the app itself, issued 1000 s ago with the default 900 s lifetime.
-      const issuedLongAgo = app.jwt.sign({
+      const issuedLongAgo = app.jwt.current.sign({
         sub: claims.sub, sid: claims.sid, ver: claims.ver, preferred_username: claims.preferred_username, jti: randomUUID(), iat: nowSeconds() - 1000
       })
       t.ok((decodeJwt(issuedLongAgo).claims.exp as number) < nowSeconds(), 'setup: exp is in the past')

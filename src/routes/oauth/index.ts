@@ -4,13 +4,12 @@
 // per-address limit. Clients are public (RFC 6749 §2.1): they send client_id, no secret.
 import formbody from '@fastify/formbody'
 import { Type } from '@fastify/type-provider-typebox'
-import type { FastifyError, FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { PASSWORD_MAX_LENGTH, characterCount } from '../../auth/passwords.js'
 import { isWellFormedRefreshToken } from '../../auth/token-rules.js'
 import type { IssuedTokens } from '../../auth/sessions.js'
 import { LOGIN_USERNAME_MAX_LENGTH } from '../../auth/usernames.js'
-import { sendError, shape, translateDatabaseError } from '../../plugins/error-handler.js'
-import { OAuthError, type OAuthErrorCode, oauthErrorBody } from './errors.js'
+import { InvalidClient, type OAuthErrorCode, RefreshInvalid, UnsupportedGrantType, ValidationFailed } from '../../errors.js'
 import resourceServerRoutes from './introspection.js'
 import revocationFeedRoutes from './revocation-feed.js'
 import revocationRoutes from './revocation.js'
@@ -48,13 +47,10 @@ const TOKEN_RESPONSES = {
   429: oauthErrorSchema(429, ['invalid_request'], ['AUTH_RATE_LIMITED'])
 }
 
-/** How the domain's errors read in OAuth terms (RFC 6749 §5.2). */
-const GRANT_ERRORS = new Set(['AUTH_INVALID_CREDENTIALS', 'AUTH_REFRESH_INVALID', 'AUTH_REFRESH_REUSED'])
-
 function requireParameter (body: Record<string, unknown>, name: string): string {
   const value = body[name]
-  if (value === undefined || value === '') throw new OAuthError('invalid_request', `Missing parameter: ${name}`, 'VALIDATION_ERROR')
-  if (typeof value !== 'string') throw new OAuthError('invalid_request', `Parameter ${name} must be given once`, 'VALIDATION_ERROR')
+  if (value === undefined || value === '') throw new ValidationFailed(`Missing parameter: ${name}`)
+  if (typeof value !== 'string') throw new ValidationFailed(`Parameter ${name} must be given once`)
   return value
 }
 
@@ -64,26 +60,10 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
   fastify.removeAllContentTypeParsers()
   await fastify.register(formbody)
 
-  fastify.setErrorHandler((thrown: FastifyError & { retryAfter?: number }, request, reply) => {
-    void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
-    if (thrown instanceof OAuthError) {
-      if (thrown.statusCode === 401) void reply.header('www-authenticate', 'Basic realm="oauth"')
-      return reply.status(thrown.statusCode).send(oauthErrorBody(thrown.statusCode, thrown.error, thrown.code, thrown.message))
-    }
-    // An account deleted between lookup and session insert reads as bad credentials, not a 5xx.
-    const error = translateDatabaseError(request, thrown)
-    if (GRANT_ERRORS.has(error.code)) return reply.status(400).send(oauthErrorBody(400, 'invalid_grant', error.code, error.message))
-    if (error.code === 'AUTH_RATE_LIMITED') {
-      void reply.header('retry-after', String(error.retryAfter ?? 60))
-      return reply.status(429).send(oauthErrorBody(429, 'invalid_request', error.code, error.message))
-    }
-    const shaped = shape(error)
-    // A route switched off (introspection without RESOURCE_SERVERS) is an unknown route.
-    if (shaped.code === 'NOT_FOUND') return sendError(request, reply, error)
-    if (shaped.statusCode >= 400 && shaped.statusCode < 500) {
-      return reply.status(shaped.statusCode).send(oauthErrorBody(shaped.statusCode, 'invalid_request', shaped.code, shaped.message))
-    }
-    return sendError(request, reply, error)
+  // Every route here answers its errors as OAuth clients read them (RFC 6749 §5.2), through the one
+  // error handler: how each error reads is declared with it in src/errors.ts.
+  fastify.addHook('onRoute', (route) => {
+    route.config = { ...route.config, errorShape: 'oauth' }
   })
 
   fastify.post('/oauth/token', {
@@ -102,7 +82,7 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
     const body = (request.body ?? {}) as Record<string, unknown>
     if (request.headers.authorization !== undefined) {
       // No confidential clients are registered: a client that authenticates cannot be verified.
-      throw new OAuthError('invalid_client', 'Client authentication is not supported; send client_id as a public client', 'OAUTH_INVALID_CLIENT', 401)
+      throw new InvalidClient('Client authentication is not supported; send client_id as a public client')
     }
     const grantType = requireParameter(body, 'grant_type')
     let issued: IssuedTokens
@@ -111,17 +91,17 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
       const password = requireParameter(body, 'password')
       // Counted in characters, as /auth/login's schema counts them: the same password works at both doors.
       if (characterCount(username) > LOGIN_USERNAME_MAX_LENGTH || characterCount(password) > PASSWORD_MAX_LENGTH) {
-        throw new OAuthError('invalid_request', 'username or password too long', 'VALIDATION_ERROR')
+        throw new ValidationFailed('username or password too long')
       }
       issued = await accounts.login(username, password, request.ip, {
         client: 'mobile', userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip
       })
     } else if (grantType === 'refresh_token') {
       const refreshToken = requireParameter(body, 'refresh_token')
-      if (!isWellFormedRefreshToken(refreshToken)) throw new OAuthError('invalid_grant', 'The refresh token is invalid', 'AUTH_REFRESH_INVALID')
+      if (!isWellFormedRefreshToken(refreshToken)) throw new RefreshInvalid()
       issued = await sessions.refresh(refreshToken, { userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip })
     } else {
-      throw new OAuthError('unsupported_grant_type', 'grant_type must be password or refresh_token', 'VALIDATION_ERROR')
+      throw new UnsupportedGrantType('grant_type must be password or refresh_token')
     }
     void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
     return {

@@ -5,7 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { TokenIntrospection } from '../../auth/token-introspection.js'
 import { isAccessTokenRevoked, isWellFormedRefreshToken } from '../../auth/token-rules.js'
-import { OAuthError } from './errors.js'
+import { UnsupportedTokenType } from '../../errors.js'
 import { resourceServerAuthenticator } from './resource-servers.js'
 import { TOKEN_TYPE_HINTS } from './revocation.js'
 import { BasicAuthHeaders, IntrospectBody, IntrospectionResponse, OAuthErrorResponse } from './schemas.js'
@@ -32,7 +32,7 @@ export default async function introspectionRoutes (app: FastifyInstance) {
     void reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
     const { token, token_type_hint: hint } = request.body
     if (hint !== undefined && !TOKEN_TYPE_HINTS.has(hint)) {
-      throw new OAuthError('unsupported_token_type', 'token_type_hint must be access_token or refresh_token', 'VALIDATION_ERROR')
+      throw new UnsupportedTokenType('token_type_hint must be access_token or refresh_token')
     }
     const common = { iss: config.jwt.issuer, aud: config.jwt.audience }
     if (isWellFormedRefreshToken(token)) {

@@ -4,8 +4,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import type { ResourceServerCredential } from '../../config.js'
-import { NotFound } from '../../errors.js'
-import { OAuthError } from './errors.js'
+import { InvalidClient, NotFound } from '../../errors.js'
 
 const BASIC = /^Basic +([A-Za-z0-9+/]+={0,2}) *$/i
 
@@ -24,7 +23,7 @@ function formDecode (value: string): string | null {
 
 export function resourceServerAuthenticator (servers: ResourceServerCredential[]) {
   const known = servers.map((server) => ({ id: server.id, idDigest: digest(server.id), secretDigest: digest(server.secret) }))
-  const invalidClient = () => new OAuthError('invalid_client', 'Resource server authentication failed', 'OAUTH_INVALID_CLIENT', 401)
+  const invalidClient = () => new InvalidClient('Resource server authentication failed')
 
   /** The authenticated resource server's id; throws 404 while none is configured, 401 invalid_client otherwise. */
   return function authenticateResourceServer (request: FastifyRequest): string {

@@ -11,7 +11,7 @@ import { Type } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import type { ServerResponse } from 'node:http'
 import { type Cursor, CursorTracker, type FeedEvent, type RevocationFeed, type StreamStats, parseCursor } from '../../auth/revocation-feed.js'
-import { OAuthError } from './errors.js'
+import { RevocationStreamsExceeded } from '../../errors.js'
 import { resourceServerAuthenticator } from './resource-servers.js'
 import { BasicAuthHeaders, OAuthErrorResponse, RevocationsQuery, RevocationsResponse, StreamHeaders } from './schemas.js'
 
@@ -76,9 +76,7 @@ export default async function revocationFeedRoutes (app: FastifyInstance) {
     const clientId = authenticateResourceServer(request)
     const streamsOfClient = open.get(clientId) ?? 0
     if (streamsOfClient >= config.revocationStream.perClient) {
-      throw new OAuthError('invalid_request',
-        `Too many open revocation streams for this client (at most ${config.revocationStream.perClient}); close one first`,
-        'REVOCATION_STREAMS_EXCEEDED', 429)
+      throw new RevocationStreamsExceeded(String(config.revocationStream.perClient))
     }
     const resumeFrom = request.headers['last-event-id'] ?? request.query.after
     open.set(clientId, streamsOfClient + 1)

@@ -4,7 +4,7 @@
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { isAccessTokenRevoked, isWellFormedRefreshToken } from '../../auth/token-rules.js'
-import { OAuthError } from './errors.js'
+import { InvalidClient, UnsupportedTokenType } from '../../errors.js'
 import { resourceServerAuthenticator } from './resource-servers.js'
 import { BasicAuthHeaders, OAuthErrorResponse, RevokeBody } from './schemas.js'
 
@@ -29,13 +29,13 @@ export default async function revocationRoutes (app: FastifyInstance) {
     // Clients are public; the only credentials this server can check are a resource server's.
     if (request.headers.authorization !== undefined) {
       if (config.resourceServers.length === 0) {
-        throw new OAuthError('invalid_client', 'Client authentication is not supported; send client_id as a public client', 'OAUTH_INVALID_CLIENT', 401)
+        throw new InvalidClient('Client authentication is not supported; send client_id as a public client')
       }
       authenticateResourceServer(request)
     }
     const { token, token_type_hint: hint } = request.body
     if (hint !== undefined && !TOKEN_TYPE_HINTS.has(hint)) {
-      throw new OAuthError('unsupported_token_type', 'token_type_hint must be access_token or refresh_token', 'VALIDATION_ERROR')
+      throw new UnsupportedTokenType('token_type_hint must be access_token or refresh_token')
     }
     // The two kinds cannot be mistaken for each other (a JWT has dots, a refresh token has none),
     // so the hint only saves nothing here and is not needed to find the token.
