@@ -21,7 +21,7 @@ import { profileMarkdown, summarizeProfile } from './profile-summary.js'
 const SCENARIOS = ['me', 'orders', 'refresh', 'refresh-dpop', 'login', 'storm', 'memory']
 
 function parseArgs (argv) {
-  const options = { postgres: undefined, duration: 10, warmup: 3, rounds: 2, connections: 50, only: SCENARIOS, profile: false, out: undefined, server: undefined, nodeArgs: [] }
+  const options = { postgres: undefined, duration: 10, warmup: 3, rounds: 2, connections: 50, only: SCENARIOS, profile: false, out: undefined, server: undefined, nodeArgs: [], logLevel: undefined, keepServerLog: false }
   for (const arg of argv) {
     const [name, value] = arg.replace(/^--/, '').split(/=(.*)/s)
     if (name === 'postgres') options.postgres = value || process.env.BENCH_POSTGRES_URL || 'postgresql://postgres@127.0.0.1:5432/test'
@@ -33,13 +33,15 @@ function parseArgs (argv) {
     else if (name === 'server') options.server = value
     // Node/V8 flags for the server process (e.g. GC settings); the run then counts as partial.
     else if (name === 'node-args') options.nodeArgs = value.split(' ').filter(Boolean)
+    else if (name === 'log-level') options.logLevel = value
+    else if (name === 'keep-server-log') options.keepServerLog = true
     else throw new Error(`unknown option ${arg}`)
   }
   for (const scenario of options.only) if (!SCENARIOS.includes(scenario)) throw new Error(`--only: unknown scenario ${scenario} (known: ${SCENARIOS.join(', ')})`)
   for (const name of ['duration', 'warmup', 'rounds', 'connections']) if (!(options[name] > 0)) throw new Error(`--${name} must be a positive number`)
   options.only = SCENARIOS.filter((name) => options.only.includes(name))
   options.database = options.postgres === undefined ? 'sqlite' : 'postgresql'
-  const fullRun = options.only.length === SCENARIOS.length && !options.profile && options.server === undefined && options.nodeArgs.length === 0
+  const fullRun = options.only.length === SCENARIOS.length && !options.profile && options.server === undefined && options.nodeArgs.length === 0 && options.logLevel === undefined
   options.outName = options.out ?? (fullRun ? (options.database === 'sqlite' ? 'latest' : 'latest-postgresql') : undefined)
   return options
 }
@@ -102,7 +104,7 @@ function buildReport (options, stage, measurements, context, startedAt, loadAver
     loadAverageAtStart: loadAverageAtStart.map((value) => round(value, 2)),
     othersCpuAverage: round(othersAverage, 1),
     method: [
-      `Processes: the auth server (\`node ${options.server ?? 'dist/src/server.js'}\` with the variables \`npm start\` sets (${Object.entries(stage.startEnv).map(([name, value]) => `${name}=${value}`).join(' ')}), NODE_ENV=production, LOG_LEVEL=warn, ${options.database}), and as needed the bare route (bench/bare-server.js), the stock @fastify/jwt route (bench/jwt-server.js) and the in-process refresh ceiling (bench/refresh-ceiling.js), each a child process; autocannon drives the HTTP ones from the parent, on the same ${machine.cores}-core machine, over 127.0.0.1.`,
+      `Processes: the auth server (\`node ${options.server ?? 'dist/src/server.js'}\` with the variables \`npm start\` sets (${Object.entries(stage.startEnv).map(([name, value]) => `${name}=${value}`).join(' ')}), NODE_ENV=production, ${options.logLevel === undefined ? `LOG_LEVEL unset (the server's default, ${stage.config.logLevel}: two log lines a request, written to ${options.keepServerLog ? 'the log file' : '/dev/null'})` : `LOG_LEVEL=${options.logLevel}`}, METRICS_PORT set, ${options.database}), and as needed the bare route (bench/bare-server.js), the stock @fastify/jwt route (bench/jwt-server.js) and the in-process refresh ceiling (bench/refresh-ceiling.js), each a child process; autocannon drives the HTTP ones from the parent, on the same ${machine.cores}-core machine, over 127.0.0.1.`,
       `Throughput: a ${options.warmup} s warm-up of every contender of a scenario, then ${options.rounds} round(s) of each in turn (${options.duration} s each). A row shows its best round (highest req/s); a ratio divides it by the best run of the contender measured alternately with it (its req/s is in the ratio's cell).`,
       'req/s counts 2xx answers (or completed rotations) only; errors = socket errors + timeouts + non-2xx answers, summed over the measured rounds.',
       '"µs/req" is the CPU time the process under test (the auth server, or the bare, @fastify/jwt or ceiling process for their rows) used per answered request; "its µs/req" is that of what the row is compared with. Other load on the machine moves it much less than req/s.',

@@ -3,7 +3,8 @@
 import { Writable } from 'node:stream'
 import Fastify from 'fastify'
 import t from 'tap'
-import { lazyRequestLogger } from '../src/logging.js'
+import type { Config } from '../src/config.js'
+import { lazyRequestLogger, loggerOptions } from '../src/logging.js'
 import type { Teardown } from './helpers.js'
 
 async function appLoggingAt (t: Teardown, level: string) {
@@ -75,4 +76,36 @@ t.test('a route with its own log level gets an ordinary pino child', async (t) =
   })
   await app.inject({ url: '/chatty' })
   t.ok(lines.some((line) => line.msg === 'debug line' && typeof line.reqId === 'string'), 'the route\'s level wins')
+})
+
+t.test('the server\'s logger censors secret fields in any object of a line, child bindings included', async (t) => {
+  const lines: Array<Record<string, any>> = []
+  const stream = new Writable({
+    write (chunk, _encoding, callback) {
+      for (const line of String(chunk).split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line))
+      callback()
+    }
+  })
+  const options = loggerOptions({ logLevel: 'info', env: 'production' } as Config, false) as object
+  const app = Fastify({ logger: { ...options, stream }, childLoggerFactory: lazyRequestLogger })
+  app.post('/echo', async (request) => {
+    request.log.info({ body: request.body, headers: { authorization: 'Bearer sekrit-header', accept: 'json' } }, 'body seen')
+    request.log.child({ credentials: { refreshToken: 'sekrit-child' } }).info('from a child')
+    request.log.info('plain message')
+    return { ok: true }
+  })
+  t.teardown(() => app.close())
+  const body = { username: 'someone', password: 'sekrit-password', newPassword: 'sekrit-new', access_token: 'sekrit-at' }
+  t.equal((await app.inject({ method: 'POST', url: '/echo?refresh_token=sekrit-query', payload: body })).statusCode, 200)
+  const text = lines.map((line) => JSON.stringify(line)).join('\n')
+  t.notMatch(text, /sekrit/, 'no secret value in any line')
+  const seen = lines.find((line) => line.msg === 'body seen')!
+  t.same(seen.body, { username: 'someone', password: '[REDACTED]', newPassword: '[REDACTED]', access_token: '[REDACTED]' }, 'the other fields are kept')
+  t.same(seen.headers, { authorization: '[REDACTED]', accept: 'json' })
+  t.same(body.password, 'sekrit-password', 'the logged object itself is not changed')
+  const reqIds = new Set(lines.map((line) => line.reqId))
+  t.equal(reqIds.size, 1, 'every line of the request carries its id')
+  t.equal(lines.find((line) => line.msg === 'from a child')?.credentials.refreshToken, '[REDACTED]')
+  t.equal(lines.find((line) => line.msg === 'incoming request')?.req.url, '/echo?refresh_token=[REDACTED]')
+  t.ok(lines.some((line) => line.msg === 'plain message' && typeof line.reqId === 'string'))
 })

@@ -1,7 +1,7 @@
 // The two servers under test run as child processes, so the load generator (the parent) never shares
 // their event loop. Memory and CPU are read from /proc: the numbers the kernel charges the process.
 import { spawn } from 'node:child_process'
-import { createWriteStream, readdirSync, readFileSync } from 'node:fs'
+import { closeSync, createWriteStream, openSync, readdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 
 /** A port nobody listens on right now (the kernel picks it). */
@@ -30,10 +30,14 @@ process.on('exit', () => {
  * IPC channel (then `request(message)` sends a message and resolves with the child's next answer).
  * Rejects (with the log's tail) if the child exits first.
  */
-export async function startChild ({ name, script, nodeArgs = [], env, cwd, logFile, readyUrl, timeoutMs = 60_000 }) {
+export async function startChild ({ name, script, nodeArgs = [], env, cwd, logFile, readyUrl, stdoutFile, timeoutMs = 60_000 }) {
   const log = createWriteStream(logFile, { flags: 'a' })
   const ipc = readyUrl === undefined
-  const child = spawn(process.execPath, [...nodeArgs, script], { env, cwd, stdio: ['ignore', 'pipe', 'pipe', ...(ipc ? ['ipc'] : [])] })
+  // With `stdoutFile` the child writes its standard output there itself (a server's per-request log
+  // lines, written as operators would have them written), not through this process, the load generator.
+  const stdoutFd = stdoutFile === undefined ? undefined : openSync(stdoutFile, 'a')
+  const child = spawn(process.execPath, [...nodeArgs, script], { env, cwd, stdio: ['ignore', stdoutFd ?? 'pipe', 'pipe', ...(ipc ? ['ipc'] : [])] })
+  if (stdoutFd !== undefined) closeSync(stdoutFd)
   const messages = []
   const waiting = []
   if (ipc) {
@@ -49,7 +53,7 @@ export async function startChild ({ name, script, nodeArgs = [], env, cwd, logFi
     log.write(chunk)
     tail = (tail + chunk.toString()).slice(-4000)
   }
-  child.stdout.on('data', keep)
+  child.stdout?.on('data', keep)
   child.stderr.on('data', keep)
   running.add(child)
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => {

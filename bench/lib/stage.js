@@ -70,7 +70,8 @@ export async function createStage (options, log) {
     NODE_ENV: 'production',
     HOST: '127.0.0.1',
     DATABASE_URL: databaseUrl,
-    LOG_LEVEL: 'warn',
+    // Logging as shipped: the server's own default level unless --log-level says otherwise.
+    ...(options.logLevel === undefined ? {} : { LOG_LEVEL: options.logLevel }),
     // As shipped to operators: the Prometheus listener on, so every request pays for its histogram.
     METRICS_PORT: String(await freePort()),
     // The per-address limits would stop a load generator that sends everything from 127.0.0.1.
@@ -113,6 +114,9 @@ export async function createStage (options, log) {
         env: { ...serverEnv, PORT: String(port) },
         // Not the project folder: the server would read a developer's .env from there.
         cwd: workDir,
+        // Its log lines (at info, two per request) are written and discarded: a full run would fill a
+        // file with gigabytes. Its standard error (crashes) still goes to the log file.
+        stdoutFile: options.keepServerLog ? logFile : '/dev/null',
         readyUrl: `http://127.0.0.1:${port}/health`
       })
       const url = `http://127.0.0.1:${port}`

@@ -171,7 +171,8 @@ export class AccountService {
     }
     let user, valid
     try {
-      user = await db.user.findUnique({ where: { usernameKey: key } })
+      // Only what the check and the session need (no dates to convert on the login path).
+      user = await db.user.findUnique({ where: { usernameKey: key }, select: { id: true, username: true, passwordHash: true, tokenVersion: true, disabled: true } })
       valid = user !== null && !user.disabled
         ? await hasher.verify(user.passwordHash, password)
         : await hasher.verifyAgainstDummy(password)

@@ -46,13 +46,16 @@ export function logLineOf (event: AuthEvent): LogLine | undefined {
 export default fp(async function authEvents (fastify) {
   const events = new AuthEvents((error) => fastify.log.error({ err: error }, 'an auth event subscriber failed'))
   // The domain knows no requests: the handlers of the reporting routes run inside their request's
-  // scope, so an event's line carries the request id. Other routes (the protected resources) pay nothing.
+  // scope, so an event's line carries the request id. Other routes (the protected resources, and every
+  // read) pay nothing for it.
   const currentRequest = new AsyncLocalStorage<FastifyRequest>()
   const runInRequestScope: preHandlerHookHandler = function runInRequestScope (request, _reply, done) {
     currentRequest.run(request, done)
   }
   fastify.addHook('onRoute', (route) => {
     if (!REPORTING_ROUTES.test(route.url ?? route.path)) return
+    // Reads (GET /auth/me, /auth/sessions, the JWKS) change nothing, so they report nothing.
+    if ([route.method].flat().every((method) => method === 'GET' || method === 'HEAD')) return
     route.preHandler = route.preHandler === undefined ? [runInRequestScope] : [...[route.preHandler].flat(), runInRequestScope]
   })
   events.subscribe((event) => {

@@ -12,6 +12,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { LoginOutcome, RateLimiter, RefreshOutcome } from '../auth/events.js'
+import { RequestDurationHistogram } from './request-duration.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -90,24 +91,14 @@ export default fp(async function metrics (fastify, { host, port }: MetricsOption
   })
   revocationList.onPropagated((lagMs) => propagation.observe(lagMs / 1000))
 
-  const requestDuration = new Histogram({
+  const requestDuration = new RequestDurationHistogram({
     name: 'http_request_duration_seconds',
     help: 'Time to answer an HTTP request, by method, route pattern and status code.',
-    labelNames: ['method', 'route', 'status_code'],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers
   })
-  // One labelled child per (method, route, status) seen: the hot path is a Map lookup and an observe.
-  const children = new Map<string, Histogram.Internal<'method' | 'route' | 'status_code'>>()
   fastify.addHook('onResponse', function observeRequestDuration (request: FastifyRequest, reply: FastifyReply, done) {
-    const route = request.routeOptions.url ?? UNMATCHED_ROUTE
-    const key = `${request.method} ${reply.statusCode} ${route}`
-    let child = children.get(key)
-    if (child === undefined) {
-      child = requestDuration.labels({ method: request.method, route, status_code: reply.statusCode })
-      children.set(key, child)
-    }
-    child.observe(reply.elapsedTime / 1000)
+    requestDuration.observe(request.method, request.is404 ? UNMATCHED_ROUTE : request.routeOptions.url ?? UNMATCHED_ROUTE, reply.statusCode, reply.elapsedTime / 1000)
     done()
   })
 

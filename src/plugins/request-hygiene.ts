@@ -31,6 +31,8 @@ function fieldName (path: Array<string | number>): string {
 
 /** The first ill-formed string in a parsed value (walked without recursion: a body may nest deeply). */
 export function illFormedText (value: unknown, where: string): string | null {
+  // Most requests have no body and no parameters: nothing to walk.
+  if (value === undefined || value === null) return null
   const pending: Array<{ value: unknown, path: Array<string | number> }> = [{ value, path: [] }]
   while (pending.length > 0) {
     const { value, path } = pending.pop()!
@@ -53,7 +55,11 @@ export function illFormedText (value: unknown, where: string): string | null {
 function countHostHeaders (request: FastifyRequest): number {
   const raw = request.raw.rawHeaders
   let count = 0
-  for (let index = 0; index < raw.length; index += 2) if (raw[index]!.toLowerCase() === 'host') count++
+  // Only a four-letter name can be Host: the others are not lower-cased (one string less per header).
+  for (let index = 0; index < raw.length; index += 2) {
+    const name = raw[index]!
+    if (name.length === 4 && name.toLowerCase() === 'host') count++
+  }
   return count
 }
 
