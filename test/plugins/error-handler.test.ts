@@ -46,15 +46,16 @@ t.test('contract shape: status, code and the declared challenge', async (t) => {
   const dpop = await appThrowing(t, () => Object.assign(new DpopInvalid('the proof is stale'), { headers: { 'dpop-nonce': 'n-1' } }), { public: true })
   t.equal(dpop.statusCode, 401)
   t.equal(dpop.json().code, 'AUTH_DPOP_INVALID')
-  t.equal(dpop.headers['www-authenticate'], 'DPoP error="invalid_dpop_proof"', 'a challenge with its own scheme')
+  t.equal(dpop.headers['www-authenticate'], 'DPoP error="invalid_dpop_proof", error_description="the proof is stale", algs="ES256 ES384 EdDSA"',
+    'a challenge with its own scheme; a DPoP one says what was wrong and names the accepted algorithms (RFC 9449 §7.1)')
   t.equal(dpop.headers['dpop-nonce'], 'n-1', 'headers the error instance carries')
   t.equal(dpop.headers['cache-control'], undefined, 'contract shape: no OAuth cache headers')
 
   const nonce = await appThrowing(t, () => Object.assign(new DpopInvalid('need a nonce'), {
     challenge: { scheme: 'DPoP', error: 'use_dpop_nonce', description: 'use the "DPoP-Nonce"', params: { algs: 'ES256 EdDSA' } }
   }), { public: true })
-  t.equal(nonce.headers['www-authenticate'], 'DPoP error="use_dpop_nonce", error_description="use the DPoP-Nonce", algs="ES256 EdDSA"',
-    'an instance may say more than its declaration; quotes never break the header')
+  t.equal(nonce.headers['www-authenticate'], 'DPoP error="use_dpop_nonce", error_description="use the DPoP-Nonce", algs="ES256 ES384 EdDSA"',
+    'an instance may say more than its declaration; quotes never break the header; algs are always the server\'s own list')
 })
 
 t.test('OAuth shape, by route config: the declared OAuth error and status', async (t) => {
