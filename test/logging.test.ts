@@ -4,7 +4,7 @@ import { Writable } from 'node:stream'
 import Fastify from 'fastify'
 import t from 'tap'
 import type { Config } from '../src/config.js'
-import { lazyRequestLogger, loggerOptions } from '../src/logging.js'
+import { lazyRequestLogger, logAnsweredRequest, loggerOptions } from '../src/logging.js'
 import type { Teardown } from './helpers.js'
 
 async function appLoggingAt (t: Teardown, level: string) {
@@ -15,7 +15,9 @@ async function appLoggingAt (t: Teardown, level: string) {
       callback()
     }
   })
-  const app = Fastify({ logger: { level, stream, redact: ['secret'] }, childLoggerFactory: lazyRequestLogger })
+  // The request logging buildApp sets up: lazy request loggers and one access-log line per request.
+  const app = Fastify({ logger: { level, stream, redact: ['secret'] }, childLoggerFactory: lazyRequestLogger, disableRequestLogging: true })
+  app.addHook('onResponse', logAnsweredRequest)
   // Counts the pino children made from the app's logger: the cost a lazy request logger avoids.
   // (pino's children inherit from their parent, this property included: count only the root's.)
   const children = { made: 0 }
@@ -57,14 +59,17 @@ t.test('at warn, a quiet request writes nothing and a warning carries the reques
   t.equal(fromChild.part, 'inner')
 })
 
-t.test('at info, fastify\'s request lines are written, each with its request id', async (t) => {
+t.test('at info, each answered request writes one access-log line with its request id', async (t) => {
   const { app, lines } = await appLoggingAt(t, 'info')
   await app.inject({ url: '/quiet' })
-  await app.inject({ url: '/quiet' })
-  t.same(lines.map((line) => line.msg), ['incoming request', 'request completed', 'incoming request', 'request completed'])
-  const ids = lines.map((line) => line.reqId)
-  t.equal(ids[0], ids[1], 'one request, one id')
-  t.not(ids[0], ids[2], 'each request its own id')
+  await app.inject({ url: '/nowhere' })
+  t.same(lines.map((line) => line.msg), ['request completed', 'request completed'], 'one line a request, 404s included')
+  const [quiet, missing] = lines as Array<{ reqId: string, req: { method: string, url: string }, res: { statusCode: number }, responseTime: number }>
+  t.same([quiet!.req.method, quiet!.req.url, quiet!.res.statusCode], ['GET', '/quiet', 200], 'what came and how it was answered')
+  t.equal(typeof quiet!.responseTime, 'number', 'and how long it took')
+  t.equal(missing!.res.statusCode, 404)
+  t.match(quiet!.reqId, /^req-/)
+  t.not(quiet!.reqId, missing!.reqId, 'each request its own id')
   t.equal(app.log.level, 'info')
 })
 
@@ -87,7 +92,8 @@ t.test('the server\'s logger censors secret fields in any object of a line, chil
     }
   })
   const options = loggerOptions({ logLevel: 'info', env: 'production' } as Config, false) as object
-  const app = Fastify({ logger: { ...options, stream }, childLoggerFactory: lazyRequestLogger })
+  const app = Fastify({ logger: { ...options, stream }, childLoggerFactory: lazyRequestLogger, disableRequestLogging: true })
+  app.addHook('onResponse', logAnsweredRequest)
   app.post('/echo', async (request) => {
     request.log.info({ body: request.body, headers: { authorization: 'Bearer sekrit-header', accept: 'json' } }, 'body seen')
     request.log.child({ credentials: { refreshToken: 'sekrit-child' } }).info('from a child')
@@ -106,6 +112,6 @@ t.test('the server\'s logger censors secret fields in any object of a line, chil
   const reqIds = new Set(lines.map((line) => line.reqId))
   t.equal(reqIds.size, 1, 'every line of the request carries its id')
   t.equal(lines.find((line) => line.msg === 'from a child')?.credentials.refreshToken, '[REDACTED]')
-  t.equal(lines.find((line) => line.msg === 'incoming request')?.req.url, '/echo?refresh_token=[REDACTED]')
+  t.equal(lines.find((line) => line.msg === 'request completed')?.req.url, '/echo?refresh_token=[REDACTED]')
   t.ok(lines.some((line) => line.msg === 'plain message' && typeof line.reqId === 'string'))
 })

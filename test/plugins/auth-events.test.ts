@@ -9,10 +9,10 @@ import { PASSWORD, TEST_SECRET, bearer, json, login, refresh, register, testApp,
 
 type Line = Record<string, unknown>
 
-/** The URL of the request each request id belongs to, from Fastify's "incoming request" lines. */
+/** The URL of the request each request id belongs to, from Fastify's "request completed" lines. */
 function urlsByRequestId (lines: Line[]): Map<unknown, string> {
   const urls = new Map<unknown, string>()
-  for (const line of lines) if (line.msg === 'incoming request') urls.set(line.reqId, (line.req as { url: string }).url)
+  for (const line of lines) if (line.msg === 'request completed') urls.set(line.reqId, (line.req as { url: string }).url)
   return urls
 }
 

@@ -40,7 +40,7 @@ t.test('no credential in a URL reaches the log, whatever its name or spelling', 
   // Positive control: the lines still say which path and which parameter names came.
   logLines.length = 0
   await app.inject({ method: 'GET', url: `/health?a=1&refresh_token=${SECRET}&b` })
-  const incoming = logLines.find((line) => line.msg === 'incoming request') as { req: { url: string } } | undefined
+  const incoming = logLines.find((line) => line.msg === 'request completed') as { req: { url: string } } | undefined
   t.equal(incoming?.req.url, '/health?a=[REDACTED]&refresh_token=[REDACTED]&b', 'path and parameter names are kept')
   logLines.length = 0
   await app.inject({ method: 'GET', url: `/health;access_token=${SECRET}` })
