@@ -66,7 +66,7 @@ t.test('SIGTERM: the in-flight login completes, then the process exits cleanly',
   server.kill('SIGTERM')
   const response = await inFlight
   t.equal(response.status, 200, 'the in-flight request finished')
-  t.type((await response.json()).accessToken, 'string')
+  t.type((await response.json() as { accessToken?: unknown }).accessToken, 'string')
   const code = await exited
   t.equal(code, 0, 'exit code 0')
   t.match(log, /shutting down/)

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { PasswordHasher } from '../../src/auth/passwords.js'
 import type { IssuedTokens } from '../../src/auth/sessions.js'
 import { isAccessTokenRevoked } from '../../src/auth/token-rules.js'
@@ -46,11 +46,10 @@ async function accountsFixture (t: Parameters<typeof sessionFixture>[0], databas
 type Fixture = Awaited<ReturnType<typeof accountsFixture>>
 
 /** Whatever a login returned must not outlive a change that committed: its refresh and access tokens are dead. */
-async function assertDead (t: Tap.Test, f: Fixture, issued: IssuedTokens, what: string) {
+async function assertDead (t: Test, f: Fixture, issued: IssuedTokens, what: string) {
   t.ok(isAccessTokenRevoked(claimsOf(issued.accessToken), f.revocations), `${what}: its access token is refused`)
   await t.rejects(f.sessions.refresh(issued.refreshToken), { code: 'AUTH_REFRESH_INVALID' }, `${what}: its refresh token is refused`)
 }
-declare namespace Tap { type Test = Parameters<Parameters<typeof t.test>[1]>[0] }
 
 for (const database of testDatabases()) {
   t.test(`register (${database})`, async (t) => {

@@ -176,9 +176,10 @@ test('without a reachable Redis, the shared store still refuses replays to this 
   t.notOk(await store.claim('proof-1', 60_000), 'replay refused from memory')
 })
 
-if (process.env.TEST_REDIS_URL) {
+const redisUrl = process.env.TEST_REDIS_URL
+if (redisUrl) {
   test('RedisReplayStore: a proof claimed by one instance is refused by another', async (t) => {
-    const clients = [new Redis(process.env.TEST_REDIS_URL), new Redis(process.env.TEST_REDIS_URL)]
+    const clients = [new Redis(redisUrl), new Redis(redisUrl)]
     t.teardown(() => Promise.all(clients.map(async (client) => client.quit())))
     await Promise.all(clients.map(async (client) => client.ping()))
     const clock = testClock()

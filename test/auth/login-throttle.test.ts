@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { type LoginAttemptStore, LoginThrottle, MemoryLoginAttemptStore, RedisLoginAttemptStore } from '../../src/auth/login-throttle.js'
 import { type TestClock, testClock } from '../helpers.js'
 
@@ -136,7 +136,7 @@ t.test('MemoryLoginAttemptStore stays bounded', async (t) => {
   t.same(await store.reserve('key-999', 'y', 5, 1000), { admitted: true, failures: 1, resetAt: clock() + 10 * SECOND }, 'the newest windows are kept')
 })
 
-async function sharedStoreSuite (t: Tap.Test, makeStore: (clock: TestClock) => LoginAttemptStore) {
+async function sharedStoreSuite (t: Test, makeStore: (clock: TestClock) => LoginAttemptStore) {
   const clock = testClock()
   // Two instances sharing the store: each has its own throttle (and waits), the counts are shared.
   const a = new LoginThrottle(makeStore(clock), clock, 5, WINDOW_SECONDS)
@@ -149,7 +149,6 @@ async function sharedStoreSuite (t: Tap.Test, makeStore: (clock: TestClock) => L
   const right = await concurrently(8, async () => attempt(Math.random() < 0.5 ? a : b, 'succeeded', other))
   t.same(right, { checked: 8, refused: [] }, 'concurrent right passwords across instances all get through')
 }
-declare namespace Tap { type Test = Parameters<Parameters<typeof t.test>[1]>[0] }
 
 if (process.env.TEST_REDIS_URL) {
   t.test('RedisLoginAttemptStore: the same guarantees across instances', async (t) => {

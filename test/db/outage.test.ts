@@ -11,13 +11,11 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import pg from 'pg'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { PASSWORD, bearer, freshDatabaseUrl, json, login, register, testConfig } from '../helpers.js'
-
-type Test = Parameters<Parameters<typeof t.test>[1]>[0]
 
 function assertUnavailable (t: Test, response: LightMyRequestResponse, what: string) {
   t.equal(response.statusCode, 503, `${what}: 503 (${response.body.slice(0, 100)})`)
@@ -66,9 +64,9 @@ function reads (p: Prepared) {
   }
 }
 
-async function assertRoutes (t: Test, app: FastifyInstance, routes: Record<string, Parameters<FastifyInstance['inject']>[0]>, expect: 'unavailable' | 'working') {
+async function assertRoutes (t: Test, app: FastifyInstance, routes: Record<string, InjectOptions>, expect: 'unavailable' | 'working') {
   for (const [what, request] of Object.entries(routes)) {
-    const response = await app.inject(request as never)
+    const response = await app.inject(request)
     if (expect === 'unavailable') assertUnavailable(t, response, what)
     else t.ok(response.statusCode < 500, `${what} works (${response.statusCode})`)
   }

@@ -1,7 +1,7 @@
 // Each query of src/db/session-store.ts on each provider: what it reads (converted: times as epoch
 // ms, counts as numbers) and what it writes, including that a refused rotation writes nothing.
 import { randomUUID } from 'node:crypto'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { hashRefreshToken } from '../../src/auth/token-rules.js'
 import { type Rotation, SessionStore } from '../../src/db/session-store.js'
 import { sessionFixture } from '../auth/session-fixture.js'
@@ -10,7 +10,7 @@ import { testDatabases } from '../helpers.js'
 const phone = { client: 'mobile' as const, ip: '198.51.100.1', userAgent: 'phone/1' }
 
 for (const database of testDatabases()) {
-  async function setup (t: Tap.Test) {
+  async function setup (t: Test) {
     const f = await sessionFixture(t, database)
     const store = new SessionStore(f.db)
     const user = await f.createUser()

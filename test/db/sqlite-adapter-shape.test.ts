@@ -8,19 +8,18 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3'
 import type { SqlDriverAdapter, SqlQuery } from '@prisma/driver-adapter-utils'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { IsolatedSqlite, ReusableStatement, STATEMENT_MEMBERS_USED, adapterClient } from '../../src/db/sqlite-adapter.js'
 
 const query = (sql: string, args: unknown[] = []): SqlQuery => ({
   sql, args, argTypes: args.map((arg) => ({ scalarType: typeof arg === 'number' ? 'int' : 'string', arity: 'scalar' }))
 })
 
-function databaseFile (t: Tap.Test): string {
+function databaseFile (t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'adapter-shape-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   return `file:${join(dir, 'shape.db')}`
 }
-declare namespace Tap { type Test = Parameters<Parameters<typeof t.test>[1]>[0] }
 
 /** Every kind of call Prisma makes on the adapter: scripts, writes, reads, a non-reading query, a transaction with savepoints. */
 async function exercise (adapter: SqlDriverAdapter) {

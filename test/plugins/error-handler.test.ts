@@ -3,7 +3,7 @@
 // new endpoint's would be, needs no handler of its own. Built on a bare Fastify with only the
 // handler, so nothing else can produce the answers.
 import Fastify from 'fastify'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { InvalidClient, RefreshInvalid, TokenInvalid, TokenMissing, ValidationFailed, declareError } from '../../src/errors.js'
 import errorHandler from '../../src/plugins/error-handler.js'
 
@@ -14,7 +14,7 @@ const DpopInvalid = declareError('AUTH_DPOP_INVALID', '%s', 401, {
 /** Its code has the token errors' prefix but it declares no challenge: the prefix decides nothing. */
 const TokenLookalike = declareError('AUTH_TOKEN_LOOKALIKE', 'not a token error', 401)
 
-async function appThrowing (t: Tap.Test, thrown: () => Error, config: Record<string, unknown>, principal: object | null = null) {
+async function appThrowing (t: Test, thrown: () => Error, config: Record<string, unknown>, principal: object | null = null) {
   const app = Fastify({ logger: false })
   await app.register(errorHandler)
   app.decorateRequest('principal', null)
@@ -23,7 +23,6 @@ async function appThrowing (t: Tap.Test, thrown: () => Error, config: Record<str
   t.teardown(() => app.close())
   return app.inject({ method: 'GET', url: '/' })
 }
-declare namespace Tap { type Test = Parameters<Parameters<typeof t.test>[1]>[0] }
 
 t.test('contract shape: status, code and the declared challenge', async (t) => {
   const missing = await appThrowing(t, () => new TokenMissing(), { public: true })

@@ -82,7 +82,7 @@ for (const database of testDatabases()) {
     const challenge = failure as openid.WWWAuthenticateChallengeError
     t.equal(challenge.status, 401)
     t.equal(challenge.cause[0]?.scheme, 'basic')
-    t.equal((await challenge.response.json()).error, 'invalid_client')
+    t.equal((await challenge.response.json() as { error?: unknown }).error, 'invalid_client')
   })
 
   t.test(`oauth4webapi discovers, revokes and introspects (${database})`, async (t) => {

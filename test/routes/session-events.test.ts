@@ -139,8 +139,9 @@ for (const database of testDatabases()) {
     const aliceSession = await loginAs(app, alice.username)
     const bobSession = await loginAs(app, bob.username)
     t.equal((await eventsOf(app, aliceSession.accessToken, aliceSession.sessionId)).statusCode, 200, 'control: the owner')
-    for (const [what, id] of [["another user's session", aliceSession.sessionId], ['an unknown id', '00000000-0000-0000-0000-000000000000']]) {
-      const response = await eventsOf(app, bobSession.accessToken, id!)
+    const cases: Array<[string, string]> = [["another user's session", aliceSession.sessionId], ['an unknown id', '00000000-0000-0000-0000-000000000000']]
+    for (const [what, id] of cases) {
+      const response = await eventsOf(app, bobSession.accessToken, id)
       t.equal(response.statusCode, 404, what)
       t.same(Object.keys(json(response)).sort(), ['code', 'error', 'message', 'statusCode'])
       t.equal(json(response).code, 'NOT_FOUND')

@@ -40,7 +40,8 @@ t.test('a custom key provider (the shape a native keystore module fits)', async 
   const provider = {
     alg: 'ES256',
     publicJwk: async () => { const { kty, crv, x, y } = await crypto.subtle.exportKey('jwk', publicKey); return { kty, crv, x, y } },
-    sign: async (data: Uint8Array) => { signed++; return new Uint8Array(await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, privateKey, data)) }
+    // The SDK hands over bytes it encoded itself (never a SharedArrayBuffer view), as src/index.ts's own signer assumes.
+    sign: async (data: Uint8Array) => { signed++; return new Uint8Array(await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, privateKey, data as BufferSource)) }
   }
   const proof = await createProof(provider, { method: 'GET', url: 'https://api.example/', iat: Math.floor(Date.now() / 1000) })
   await t.resolves(jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] }))

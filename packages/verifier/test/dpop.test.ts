@@ -106,7 +106,7 @@ t.test('proofs are checked against the service\'s own algorithm list', async (t)
   }
   const p384 = await proofKey('ES384')
   const es256Token = await as.sign({ cnf: { jkt: key.jkt } })
-  const made = (options: Parameters<typeof proof>[1]) => proof(key, { htm: 'GET', htu: URL_ORDERS, accessToken: es256Token, ...options })
+  const made = (options: Partial<Parameters<typeof proof>[1]>) => proof(key, { htm: 'GET', htu: URL_ORDERS, accessToken: es256Token, ...options })
   t.equal(await outcome(wide.verifyDpop(es256Token, await made({ header: { typ: 'application/dpop+jwt' } }), request)), 'accepted', 'typ as a full media type')
   t.equal(await outcome(wide.verifyDpop(es256Token, await made({ header: { jwk: p384.publicJwk } }), request)), 'AUTH_DPOP_INVALID', 'ES256 with a P-384 jwk')
   const claims = { jti: 'j-crit', htm: 'GET', htu: URL_ORDERS, iat: Math.floor(Date.now() / 1000), ath: ath(es256Token) }

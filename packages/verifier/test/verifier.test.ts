@@ -116,7 +116,7 @@ t.test('the Fastify plugin protects routes as the server does', async (t) => {
   t.equal(response.json().code, 'AUTH_TOKEN_INVALID')
   response = await app.inject({ url: '/orders', headers: { authorization: 'Basic abc' } })
   t.equal(response.json().code, 'AUTH_TOKEN_MISSING', 'another scheme is no bearer token')
-  await t.rejects(Fastify().register(verifierPlugin, { verifier }).ready(), TypeError, 'DPoP needs the service\'s public URL')
+  await t.rejects(async () => { await Fastify().register(verifierPlugin, { verifier }).ready() }, TypeError, 'DPoP needs the service\'s public URL')
 
   as.revoke({ kind: 'session', sessionId: 'p1' })
   t.ok(await eventually(async () => (await app.inject({ url: '/orders', headers: { authorization: `Bearer ${token}` } })).json().code === 'AUTH_TOKEN_REVOKED'))
