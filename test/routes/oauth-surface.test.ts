@@ -22,6 +22,24 @@ async function listeningApp (t: Parameters<typeof testApp>[0], database: 'sqlite
 
 const me = async (app: FastifyInstance, accessToken: string) => (await app.inject({ method: 'GET', url: '/auth/me', headers: bearer(accessToken) })).statusCode
 
+type Reply = Awaited<ReturnType<FastifyInstance['inject']>>
+/** Starts the named sides of a race and collects their replies. */
+type Schedule<K extends string> = (sides: Record<K, () => Promise<Reply>>) => Promise<Record<K, Reply>>
+/** All sides at once: the winner is whoever the machine lets commit first. */
+async function together<K extends string> (sides: Record<K, () => Promise<Reply>>): Promise<Record<K, Reply>> {
+  const names = Object.keys(sides) as K[]
+  const replies = await Promise.all(names.map(async (name) => sides[name]()))
+  return Object.fromEntries(names.map((name, i) => [name, replies[i]])) as Record<K, Reply>
+}
+/** One side after the other in the order given: forces the winner. */
+function inOrder<K extends string> (...order: K[]): Schedule<K> {
+  return async (sides) => {
+    const replies: Partial<Record<K, Reply>> = {}
+    for (const name of order) replies[name] = await sides[name]()
+    return replies as Record<K, Reply>
+  }
+}
+
 function basic (id: string, secret: string) {
   return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`
 }
@@ -166,35 +184,57 @@ for (const database of testDatabases()) {
 
   t.test(`revocation races logins, refreshes and password changes (${database})`, async (t) => {
     const { app } = await listeningApp(t, database)
-    const { username, tokens } = await signedIn(app)
-    const others = await Promise.all([login(app, username), login(app, username)])
     const revoke = (token: string) => app.inject({ method: 'POST', url: '/oauth/revoke', ...form({ token }), payload: form({ token }).body })
-    const third = await login(app, username)
-    const results = await Promise.all([
-      revoke(tokens.refreshToken), revoke(tokens.refreshToken), refresh(app, tokens.refreshToken), revoke(others[0]!.accessToken),
-      app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: others[1]!.refreshToken } }),
-      revoke(others[1]!.refreshToken),
-      app.inject({ method: 'POST', url: '/auth/login', payload: { username, password: PASSWORD } }),
-      revoke(third.accessToken),
-      app.inject({ method: 'POST', url: '/auth/password', headers: bearer(third.accessToken), payload: { currentPassword: PASSWORD, newPassword: 'raced new passphrase' } })
-    ])
-    for (const response of results) t.ok(response.statusCode < 500, `no 5xx (${response.statusCode})`)
-    t.equal(results[0]!.statusCode, 200)
-    t.equal(results[1]!.statusCode, 200)
-    const refreshed = results[2]!
-    // Whichever won, nothing of the revoked session survives.
-    if (refreshed.statusCode === 200) t.equal(await me(app, json(refreshed).accessToken), 401, 'a token minted in the race is revoked too')
-    for (const access of [tokens.accessToken, others[0]!.accessToken, others[1]!.accessToken]) t.equal(await me(app, access), 401)
-    t.equal(await me(app, third.accessToken), 401, 'revoked or superseded by the password change, either way refused')
-    const changed = results[8]!
-    const fresh = json(results[6]!)
-    if (changed.statusCode === 200) {
-      t.equal(await me(app, fresh.accessToken), 401, 'the password change ends the login that raced it')
-      t.equal(await me(app, json(changed).accessToken), 200, 'the password change\'s own new token works')
-    } else {
-      t.equal(changed.statusCode, 401, 'the password change lost to the revocation of its session')
-      t.equal(await me(app, fresh.accessToken), 200, 'a login beside the revocations is untouched')
+    /**
+     * One round: every request below at once, except the two races whose winner decides what must hold
+     * (a refresh against the revocation of its token; a password change against the revocation of its
+     * session, with a login beside it), which `refreshRace` and `passwordRace` start. Returns who won each.
+     */
+    async function round (label: string, refreshRace: Schedule<'refresh' | 'revoke'>, passwordRace: Schedule<'login' | 'change' | 'revoke'>) {
+      const { username, tokens } = await signedIn(app)
+      const others = await Promise.all([login(app, username), login(app, username)])
+      const third = await login(app, username)
+      const [refreshed, changed, besides] = await Promise.all([
+        refreshRace({ refresh: () => refresh(app, tokens.refreshToken), revoke: () => revoke(tokens.refreshToken) }),
+        passwordRace({
+          login: () => app.inject({ method: 'POST', url: '/auth/login', payload: { username, password: PASSWORD } }),
+          change: () => app.inject({ method: 'POST', url: '/auth/password', headers: bearer(third.accessToken), payload: { currentPassword: PASSWORD, newPassword: 'raced new passphrase' } }),
+          revoke: () => revoke(third.accessToken)
+        }),
+        Promise.all([
+          revoke(tokens.refreshToken), revoke(others[0]!.accessToken),
+          app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: others[1]!.refreshToken } }),
+          revoke(others[1]!.refreshToken)
+        ])
+      ])
+      const replies = [...Object.values(refreshed), ...Object.values(changed), ...besides]
+      for (const response of replies) t.ok(response.statusCode < 500, `${label}: no 5xx (${response.statusCode})`)
+      t.equal(refreshed.revoke.statusCode, 200, `${label}: the revocation answers 200`)
+      t.equal(besides[0]!.statusCode, 200, `${label}: so does the same revocation twice`)
+      // Whichever won, nothing of the revoked session survives.
+      const refreshWon = refreshed.refresh.statusCode === 200
+      if (refreshWon) t.equal(await me(app, json(refreshed.refresh).accessToken), 401, `${label}: a token minted in the race is revoked too`)
+      else t.equal(refreshed.refresh.statusCode, 401, `${label}: a refresh after the revocation is refused`)
+      for (const access of [tokens.accessToken, others[0]!.accessToken, others[1]!.accessToken]) t.equal(await me(app, access), 401, `${label}: revoked`)
+      t.equal(await me(app, third.accessToken), 401, `${label}: revoked or superseded by the password change, either way refused`)
+      const fresh = json(changed.login)
+      const changeWon = changed.change.statusCode === 200
+      if (changeWon) {
+        t.equal(await me(app, fresh.accessToken), 401, `${label}: the password change ends the login that raced it`)
+        t.equal(await me(app, json(changed.change).accessToken), 200, `${label}: the password change's own new token works`)
+      } else {
+        t.equal(changed.change.statusCode, 401, `${label}: the password change lost to the revocation of its session`)
+        t.equal(await me(app, fresh.accessToken), 200, `${label}: a login beside the revocations is untouched`)
+      }
+      return { refreshWon, changeWon }
     }
+
+    // Each side of both races forced once, so every branch above is checked whichever way the free rounds go.
+    t.same(await round('refresh and password change first', inOrder('refresh', 'revoke'), inOrder('login', 'change', 'revoke')),
+      { refreshWon: true, changeWon: true }, 'forced: the refresh and the password change committed first')
+    t.same(await round('revocations first', inOrder('revoke', 'refresh'), inOrder('login', 'revoke', 'change')),
+      { refreshWon: false, changeWon: false }, 'forced: the revocations committed first')
+    for (let free = 0; free < 3; free++) await round(`free round ${free}`, together, together)
   })
 }
 
