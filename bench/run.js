@@ -59,6 +59,7 @@ function scenarioContext (options, stage, measurements) {
     provide: stage.provide,
     bareContender: stage.bareContender,
     protectedContender: stage.protectedContender,
+    refreshContender: stage.refreshContender,
     freshAccessTokens: stage.freshAccessTokens,
     freshRefreshTokens: stage.freshRefreshTokens,
     measure: measurements.measure,

@@ -153,3 +153,13 @@ export function chainSpread (perChain) {
   const sorted = [...perChain].sort((a, b) => a - b)
   return { chains: sorted.length, min: sorted[0], median: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1], perChain }
 }
+
+/** Adds the per-error-code counts of `from` to `into`. */
+export function tallyBreaks (into, from) {
+  for (const [code, count] of Object.entries(from)) into[code] = (into[code] ?? 0) + count
+}
+
+/** The report's lines for broken chains: one per side (`breaks`: side → error code → count) that had any. */
+export const chainBreakLines = (breaks) => Object.entries(breaks)
+  .filter(([, codes]) => Object.keys(codes).length > 0)
+  .map(([side, codes]) => `refresh chains broken (${side}, all attempts): ${JSON.stringify(codes)}`)

@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { createClient, mapLimit } from './accounts.js'
-import { autocannonLoad, databaseCpuMeter, round, tokenPerConnection } from './load.js'
+import { autocannonLoad, chainSpread, databaseCpuMeter, refreshChains, round, tallyBreaks, tokenPerConnection } from './load.js'
 import { freePort, memoryOf, startChild, watchMemory } from './processes.js'
 import { configVariables, distDir, serverConfig } from './server-internals.js'
 
@@ -159,6 +159,14 @@ export async function createStage (options, log) {
     memoryTimeline.push({ after, rssMiB: round(rss / 2 ** 20, 1), peakMiB: round(peakRss / 2 ** 20, 1) })
   }
 
+  /** One new session per chain (a login each): a refresh run never inherits a chain from another run. */
+  async function freshRefreshTokens (count) {
+    const { api } = await provide.server()
+    const { usernames } = await provide.users()
+    const sessions = await mapLimit(usernames.slice(0, count), 4, (username) => api.login(username))
+    return sessions.map((session) => session.refreshToken)
+  }
+
   async function stop () {
     if (authServer() !== undefined) (await provide.server()).memoryWatch.stop()
     while (children.length > 0) await children.pop().stop()
@@ -192,6 +200,30 @@ export async function createStage (options, log) {
       const server = await provide.server()
       return { id, label, pid: server.pid, counts: 'protected', load: autocannonLoad(() => ({ url: `${server.url}${path}`, connections, setupClient: tokenPerConnection(tokens) })) }
     },
+    /**
+     * An autocannon contender against POST /auth/refresh whose connections follow token chains:
+     * `makeChains(server)` builds fresh ones before each attempt, so no attempt starts from a token a
+     * previous one rotated (by default plain chains, one new session each; lib/dpop.js's
+     * dpopRefreshChains for bound ones). Each attempt's broken chains are added to `breaks` (error code
+     * → count); its outcome carries the chains' spread.
+     */
+    async refreshContender (id, label, breaks, makeChains = async () => refreshChains(await freshRefreshTokens(options.connections))) {
+      const server = await provide.server()
+      let chains
+      const load = autocannonLoad(() => ({ url: `${server.url}/auth/refresh`, connections: options.connections, setupClient: chains.setupClient }))
+      return {
+        id,
+        label,
+        pid: server.pid,
+        counts: 'refreshes',
+        prepare: async () => { chains = await makeChains(server) },
+        load: async (seconds) => {
+          const outcome = await load(seconds)
+          tallyBreaks(breaks, chains.breaks)
+          return { ...outcome, chains: chainSpread(chains.perChain) }
+        }
+      }
+    },
     /** Rotates every protected session once: fresh access tokens for a scenario (they live 900 s). */
     async freshAccessTokens () {
       const { api } = await provide.server()
@@ -200,12 +232,6 @@ export async function createStage (options, log) {
       rotated.forEach((tokens, index) => { sessions[index] = tokens })
       return rotated.map((tokens) => tokens.accessToken)
     },
-    /** One new session per chain (a login each): a refresh run never inherits a chain from another run. */
-    async freshRefreshTokens (count) {
-      const { api } = await provide.server()
-      const { usernames } = await provide.users()
-      const sessions = await mapLimit(usernames.slice(0, count), 4, (username) => api.login(username))
-      return sessions.map((session) => session.refreshToken)
-    }
+    freshRefreshTokens
   }
 }

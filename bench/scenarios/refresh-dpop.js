@@ -1,7 +1,7 @@
 // POST /auth/refresh with and without DPoP, alternately on the same server in the same run: one token
 // chain per connection either way; the DPoP chains are sessions bound at login, and every refresh
 // carries a new proof signed by the load generator (as a real client signs each request).
-import { autocannonLoad, chainSpread, refreshChains } from '../lib/load.js'
+import { chainBreakLines } from '../lib/load.js'
 import { boundSessions, dpopRefreshChains, proofCostUs } from '../lib/dpop.js'
 
 export default {
@@ -11,38 +11,10 @@ export default {
     const server = await ctx.provide.server()
     const { usernames } = await ctx.provide.users()
     const breaks = { plain: {}, dpop: {} }
-    const tally = (into, from) => { for (const [code, count] of Object.entries(from)) into[code] = (into[code] ?? 0) + count }
 
-    let plainChains
-    const plainLoad = autocannonLoad(() => ({ url: `${server.url}/auth/refresh`, connections: options.connections, setupClient: plainChains.setupClient }))
-    const plain = {
-      id: 'refresh-plain',
-      label: 'POST /auth/refresh (no DPoP)',
-      pid: server.pid,
-      counts: 'refreshes',
-      prepare: async () => { plainChains = refreshChains(await ctx.freshRefreshTokens(options.connections)) },
-      load: async (seconds) => {
-        const outcome = await plainLoad(seconds)
-        tally(breaks.plain, plainChains.breaks)
-        return { ...outcome, chains: chainSpread(plainChains.perChain) }
-      }
-    }
-    let dpopChains
-    const dpopLoad = autocannonLoad(() => ({ url: `${server.url}/auth/refresh`, connections: options.connections, setupClient: dpopChains.setupClient }))
-    const dpop = {
-      id: 'refresh-dpop',
-      label: 'POST /auth/refresh with DPoP',
-      pid: server.pid,
-      counts: 'refreshes',
-      prepare: async () => {
-        dpopChains = dpopRefreshChains(server.url, await boundSessions(server.url, usernames.slice(0, options.connections)))
-      },
-      load: async (seconds) => {
-        const outcome = await dpopLoad(seconds)
-        tally(breaks.dpop, dpopChains.breaks)
-        return { ...outcome, chains: chainSpread(dpopChains.perChain) }
-      }
-    }
+    const plain = await ctx.refreshContender('refresh-plain', 'POST /auth/refresh (no DPoP)', breaks.plain)
+    const dpop = await ctx.refreshContender('refresh-dpop', 'POST /auth/refresh with DPoP', breaks.dpop,
+      async () => dpopRefreshChains(server.url, await boundSessions(server.url, usernames.slice(0, options.connections))))
     const runs = await ctx.alternate('POST /auth/refresh with and without DPoP', [plain, dpop])
     const [without, withDpop] = [ctx.best(runs['refresh-plain']), ctx.best(runs['refresh-dpop'])]
     const signUs = await proofCostUs()
@@ -52,9 +24,7 @@ export default {
       comparisons: [{ against: 'refresh without DPoP', reference: without, unit: 'rotations/s' }]
     })
     ctx.summary.push(`refresh with DPoP ÷ without: ${(withDpop.reqPerSec / without.reqPerSec).toFixed(3)} (${withDpop.reqPerSec} vs ${without.reqPerSec} req/s; server ${withDpop.serverCpuPerRequestUs} vs ${without.serverCpuPerRequestUs} µs CPU/req). Client side: signing one proof costs the load generator ${Math.round(signUs)} µs CPU (node:crypto ES256), not counted in the server's µs/req.`)
-    for (const [side, codes] of Object.entries(breaks)) {
-      if (Object.keys(codes).length > 0) ctx.summary.push(`refresh chains broken (${side}, all attempts): ${JSON.stringify(codes)}`)
-    }
+    ctx.summary.push(...chainBreakLines(breaks))
     ctx.results.refreshDpop = { best: withDpop, withoutBest: without, ratio: withDpop.reqPerSec / without.reqPerSec, proofSignUs: signUs, breaks, runs }
     ctx.methodNotes.push('Refresh with DPoP: the same chains as the refresh scenario, alternating in the same run between sessions logged in without a proof and sessions logged in with one (bound, a P-256 WebCrypto key per session); every DPoP refresh carries a fresh proof (new jti, current iat) signed in the load generator during the run, as a real client signs each request. The signing cost is the load generator\'s, reported apart.')
   }

@@ -1,16 +1,14 @@
 // POST /auth/refresh with one token chain per connection, against the stack's own ceiling: the
 // server's SessionService.refresh (same store functions, statements and transaction) called in a
 // loop in a process of its own with no HTTP (bench/refresh-ceiling.js), and against the bare route.
-import { autocannonLoad, chainSpread, refreshChains } from '../lib/load.js'
+import { chainBreakLines, tallyBreaks } from '../lib/load.js'
 
 export default {
   needs: ['server', 'bare', 'users', 'ceiling'],
   async run (ctx) {
     const { options } = ctx
-    const server = await ctx.provide.server()
     const ceilingProcess = await ctx.provide.ceiling()
     const breaks = { http: {}, ceiling: {} }
-    const tally = (into, from) => { for (const [code, count] of Object.entries(from)) into[code] = (into[code] ?? 0) + count }
 
     let tokens
     const ceiling = {
@@ -20,24 +18,11 @@ export default {
       prepare: async () => { tokens = await ctx.freshRefreshTokens(options.connections) },
       load: async (seconds) => {
         const { outcome } = await ceilingProcess.request({ type: 'run', tokens, seconds })
-        tally(breaks.ceiling, outcome.breaks)
+        tallyBreaks(breaks.ceiling, outcome.breaks)
         return outcome
       }
     }
-    let chains
-    const httpLoad = autocannonLoad(() => ({ url: `${server.url}/auth/refresh`, connections: options.connections, setupClient: chains.setupClient }))
-    const http = {
-      id: 'refresh',
-      label: 'POST /auth/refresh',
-      pid: server.pid,
-      counts: 'refreshes',
-      prepare: async () => { chains = refreshChains(await ctx.freshRefreshTokens(options.connections)) },
-      load: async (seconds) => {
-        const outcome = await httpLoad(seconds)
-        tally(breaks.http, chains.breaks)
-        return { ...outcome, chains: chainSpread(chains.perChain) }
-      }
-    }
+    const http = await ctx.refreshContender('refresh', 'POST /auth/refresh', breaks.http)
     const runs = await ctx.alternate('POST /auth/refresh', [await ctx.bareContender(), ceiling, http])
     const [bare, top, store] = [ctx.best(runs.bare), ctx.best(runs.refresh), ctx.best(runs.ceiling)]
     ctx.row('refresh ceiling (SessionService.refresh in-process, no HTTP)', store, { comparisons: [] })
@@ -49,9 +34,7 @@ export default {
       const spread = ctx.best(list).chains
       if (spread !== undefined) ctx.summary.push(`refresh chains (${side}, best round): fewest ${spread.min}, median ${spread.median}, most ${spread.max} rotations of ${spread.chains} chains`)
     }
-    for (const [side, codes] of Object.entries(breaks)) {
-      if (Object.keys(codes).length > 0) ctx.summary.push(`refresh chains broken (${side}, all attempts): ${JSON.stringify(codes)}`)
-    }
+    ctx.summary.push(...chainBreakLines(breaks))
     ctx.results.refresh = { best: top, bareBest: bare, ceilingBest: store, vsCeiling: top.reqPerSec / store.reqPerSec, vsBare: top.reqPerSec / bare.reqPerSec, chainBreaks: breaks.http, ceilingBreaks: breaks.ceiling, runs: runs.refresh, ceilingRuns: runs.ceiling, bareRuns: runs.bare }
     ctx.methodNotes.push(`Refresh: every connection follows its own token chain (its own session, logged in just before the run) and presents the refresh token of its previous answer. The ceiling runs as many chains (${options.connections}) the same way through the server's own SessionService, built by its buildApp over a Prisma client on the same database, in a process of its own without HTTP; its "µs/req" is that process's CPU per rotation.`)
   }
