@@ -177,7 +177,7 @@ export class SessionStore {
           AND EXISTS (SELECT 1 FROM "RefreshToken" WHERE "id" = ${r.tokenId} AND "retiredAt" IS NULL)
         RETURNING "id"
       ), retired AS (
-        UPDATE "RefreshToken" SET "retiredAt" = ${r.at}, "retiredReason" = 'rotated', "successorId" = ${r.successorId},
+        UPDATE "RefreshToken" SET "retiredAt" = ${r.at}, "successorId" = ${r.successorId},
                "successorSealed" = ${r.sealed}, "sealExpiresAt" = ${r.sealExpiresAt}
         WHERE "id" = ${r.tokenId} AND "retiredAt" IS NULL AND EXISTS (SELECT 1 FROM counted)
         RETURNING "id"
@@ -216,7 +216,7 @@ export class SessionStore {
             AND "tokenVersion" >= (SELECT u."tokenVersion" FROM "User" u WHERE u."id" = "Session"."userId")
           AND EXISTS (SELECT 1 FROM "RefreshToken" WHERE "id" = ${r.tokenId} AND "retiredAt" IS NULL)`,
       this.db.$executeRaw`
-        UPDATE "RefreshToken" SET "retiredAt" = ${r.at}, "retiredReason" = 'rotated', "successorId" = ${r.successorId},
+        UPDATE "RefreshToken" SET "retiredAt" = ${r.at}, "successorId" = ${r.successorId},
                "successorSealed" = ${r.sealed}, "sealExpiresAt" = ${r.sealExpiresAt}
         WHERE "id" = ${r.tokenId} AND "retiredAt" IS NULL
           AND EXISTS (SELECT 1 FROM "Session" WHERE "id" = ${r.sessionId} AND "revokedAt" IS NULL AND "refreshCount" = ${r.refreshCount + 1})`,
