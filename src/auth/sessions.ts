@@ -191,43 +191,32 @@ export class SessionService {
    * waits and then ends this session too.
    */
   async startSession (user: AccountView & { tokenVersion: number, passwordHash?: string }, context: SessionContext): Promise<IssuedTokens> {
-    return this.db.$transaction(async (tx) => this.startSessionIn(tx, user, context))
+    return this.startSessionIn(undefined, user, context)
   }
 
-  private async startSessionIn (tx: DbTransaction, user: AccountView & { tokenVersion: number, passwordHash?: string }, context: SessionContext): Promise<IssuedTokens> {
-    const bound = await tx.user.updateMany({
-      where: { id: user.id, tokenVersion: user.tokenVersion, disabled: false, ...(user.passwordHash === undefined ? {} : { passwordHash: user.passwordHash }) },
-      // Writes nothing new: the update takes the row lock that a concurrent change would need.
-      data: { tokenVersion: user.tokenVersion }
-    })
-    if (bound.count !== 1) throw new CredentialsChanged()
+  /** Starts the session inside `tx` when given (a password change's), else in a transaction of its own. */
+  private async startSessionIn (tx: DbTransaction | undefined, user: AccountView & { tokenVersion: number, passwordHash?: string }, context: SessionContext): Promise<IssuedTokens> {
     const now = this.clock()
     const sessionId = randomUUID()
     const expiresAt = sessionExpiry(now, this.lifetimes)
     const refreshToken = generateRefreshToken()
     const refreshExpiresAt = refreshTokenExpiry(now, expiresAt, this.lifetimes)
-    await tx.session.create({
-      data: {
-        id: sessionId,
-        userId: user.id,
-        client: context.client,
-        userAgent: context.userAgent ?? null,
-        ip: context.ip ?? null,
-        createdAt: new Date(now),
-        lastUsedAt: new Date(now),
-        expiresAt: new Date(expiresAt),
-        tokenVersion: user.tokenVersion,
-        dpopJkt: context.dpopThumbprint ?? null,
-        refreshTokens: {
-          create: { id: randomUUID(), tokenHash: hashRefreshToken(refreshToken), createdAt: new Date(now), expiresAt: new Date(refreshExpiresAt) }
-        }
-      },
-      select: { id: true }
-    })
-    await tx.sessionEvent.create({
-      data: { sessionId, userId: user.id, type: 'login', at: new Date(now), ip: context.ip ?? null, userAgent: context.userAgent ?? null },
-      select: { id: true }
-    })
+    const started = await this.store.startSession({
+      userId: user.id,
+      tokenVersion: user.tokenVersion,
+      passwordHash: user.passwordHash ?? null,
+      sessionId,
+      client: context.client,
+      ip: context.ip ?? null,
+      userAgent: context.userAgent ?? null,
+      dpopJkt: context.dpopThumbprint ?? null,
+      at: new Date(now),
+      expiresAt: new Date(expiresAt),
+      tokenId: randomUUID(),
+      tokenHash: hashRefreshToken(refreshToken),
+      tokenExpiresAt: new Date(refreshExpiresAt)
+    }, tx)
+    if (!started) throw new CredentialsChanged()
     return this.issue(user, sessionId, context.client, refreshToken, refreshExpiresAt, now, context.dpopThumbprint ?? null)
   }
 

@@ -1,6 +1,7 @@
-// The session store's raw SQL, in one place behind typed functions: the refresh path's read (the
-// presented token with its session, user and successor in one query), the family's current token,
-// the rotation, and the once-only `expired` history event. Everything else the session domain
+// The session store's raw SQL, in one place behind typed functions: a login's session start (the
+// guard on the user's row, the session, its first token and its `login` event in one go), the
+// refresh path's read (the presented token with its session, user and successor in one query), the
+// family's current token, the rotation, and the once-only `expired` history event. Everything else the session domain
 // writes goes through Prisma's generated queries. Each function here is tested on both providers
 // (test/db/session-store.test.ts); rows come back converted (times as epoch ms, counts as numbers),
 // so no caller sees what a driver returns.
@@ -8,7 +9,7 @@
 // Prisma's TypedSQL (prisma/sql/*.sql with `prisma generate --sql`) would type these at generate
 // time, but it needs Prisma's schema engine and a live database: the engine cannot be downloaded
 // here, so the types are written by hand and the tests hold them to the schema.
-import { type Db, providerOf } from './client.js'
+import { type Db, type DbTransaction, providerOf } from './client.js'
 
 /** A refresh token as the refresh path judges it, with its session, user and direct successor. */
 export interface PresentedTokenRecord {
@@ -36,6 +37,25 @@ export interface PresentedTokenRecord {
 
 /** A session's one unretired token, and the seal of it its predecessor holds (grace replays). */
 export interface CurrentTokenRecord { expiresAt: number, parentId: string, sealed: string | null }
+
+/** What starting a session writes, and the user's row as it must still be for it to be written. */
+export interface SessionStart {
+  userId: string
+  /** The user's token version the session is bound to: the user's row must still carry it. */
+  tokenVersion: number
+  /** The hash a login checked the password against: the row must still carry it (null: not checked). */
+  passwordHash: string | null
+  sessionId: string
+  client: string
+  ip: string | null
+  userAgent: string | null
+  dpopJkt: string | null
+  at: Date
+  expiresAt: Date
+  tokenId: string
+  tokenHash: string
+  tokenExpiresAt: Date
+}
 
 /** What one rotation writes. */
 export interface Rotation {
@@ -143,6 +163,83 @@ export class SessionStore {
     const row = rows.length === 1 ? rows[0]! : undefined
     if (row === undefined) return null
     return { expiresAt: timeOf(row.expiresAt)!, parentId: row.parentId, sealed: row.successorSealed }
+  }
+
+  /**
+   * Writes a session, its first refresh token and its `login` event, all or nothing, only while the
+   * user's row still holds `tokenVersion` (and `passwordHash`, when given) and the user is enabled.
+   * The row is locked as an update of it would lock it (the lock a password change, logout-everywhere
+   * or disabling needs), so such a change either committed first, and nothing is written, or waits
+   * for this one and then ends the new session too. Returns whether the session was written.
+   * `tx`: run inside that transaction (a password change starts its new session in its own).
+   */
+  async startSession (start: SessionStart, tx?: DbTransaction): Promise<boolean> {
+    return this.provider === 'postgresql' ? this.startSessionInOneStatement(start, tx ?? this.db) : this.startSessionInBatch(start, tx)
+  }
+
+  /**
+   * PostgreSQL: one statement, the inserts chained on the guard's RETURNING. FOR NO KEY UPDATE is
+   * the lock an UPDATE of the row takes: under READ COMMITTED a concurrent change holding the row
+   * makes the guard wait and then recheck its conditions on the committed row.
+   */
+  private async startSessionInOneStatement (s: SessionStart, on: Db | DbTransaction): Promise<boolean> {
+    const rows = await on.$queryRaw<Array<{ started: number | bigint }>>`
+      WITH bound AS (
+        SELECT "id" FROM "User"
+        WHERE "id" = ${s.userId} AND "tokenVersion" = ${s.tokenVersion} AND NOT "disabled"
+          AND (${s.passwordHash}::text IS NULL OR "passwordHash" = ${s.passwordHash}::text)
+        FOR NO KEY UPDATE
+      ), started AS (
+        INSERT INTO "Session" ("id", "userId", "client", "userAgent", "ip", "createdAt", "lastUsedAt", "expiresAt", "tokenVersion", "dpopJkt")
+        SELECT ${s.sessionId}, "id", ${s.client}, ${s.userAgent}::text, ${s.ip}::text, ${s.at}, ${s.at}, ${s.expiresAt}, ${s.tokenVersion}, ${s.dpopJkt}::text
+        FROM bound
+        RETURNING "id"
+      ), token AS (
+        INSERT INTO "RefreshToken" ("id", "sessionId", "tokenHash", "createdAt", "expiresAt")
+        SELECT ${s.tokenId}, "id", ${s.tokenHash}, ${s.at}, ${s.tokenExpiresAt}
+        FROM started
+        RETURNING "id"
+      ), recorded AS (
+        INSERT INTO "SessionEvent" ("sessionId", "userId", "type", "at", "ip", "userAgent")
+        SELECT ${s.sessionId}, ${s.userId}, 'login', ${s.at}, ${s.ip}::text, ${s.userAgent}::text
+        FROM token
+      )
+      SELECT count(*)::int AS "started" FROM token`
+    return Number(rows[0]?.started ?? 0) === 1
+  }
+
+  /**
+   * SQLite: three statements, batched in one transaction of their own (or run in order inside the
+   * caller's). The first, the conditional insert of the session, takes the database's write lock, so
+   * a concurrent change of the user's row either committed before it (and the guard finds the row
+   * changed) or waits for this transaction; the later ones need only know the session was written.
+   */
+  private async startSessionInBatch (s: SessionStart, tx: DbTransaction | undefined): Promise<boolean> {
+    const on = tx ?? this.db
+    const statements = [
+      on.$executeRaw`
+        INSERT INTO "Session" ("id", "userId", "client", "userAgent", "ip", "createdAt", "lastUsedAt", "expiresAt", "tokenVersion", "dpopJkt")
+        SELECT ${s.sessionId}, "id", ${s.client}, ${s.userAgent}, ${s.ip}, ${s.at}, ${s.at}, ${s.expiresAt}, ${s.tokenVersion}, ${s.dpopJkt}
+        FROM "User"
+        WHERE "id" = ${s.userId} AND "tokenVersion" = ${s.tokenVersion} AND NOT "disabled"
+          AND (${s.passwordHash} IS NULL OR "passwordHash" = ${s.passwordHash})`,
+      on.$executeRaw`
+        INSERT INTO "RefreshToken" ("id", "sessionId", "tokenHash", "createdAt", "expiresAt")
+        SELECT ${s.tokenId}, ${s.sessionId}, ${s.tokenHash}, ${s.at}, ${s.tokenExpiresAt}
+        WHERE EXISTS (SELECT 1 FROM "Session" WHERE "id" = ${s.sessionId})`,
+      on.$executeRaw`
+        INSERT INTO "SessionEvent" ("sessionId", "userId", "type", "at", "ip", "userAgent")
+        SELECT ${s.sessionId}, ${s.userId}, 'login', ${s.at}, ${s.ip}, ${s.userAgent}
+        WHERE EXISTS (SELECT 1 FROM "Session" WHERE "id" = ${s.sessionId})`
+    ]
+    // Inside a transaction already: the same statements in order (a Prisma query runs when awaited).
+    let written: number[]
+    if (tx === undefined) written = await this.db.$transaction(statements)
+    else {
+      written = []
+      for (const statement of statements) written.push(await statement)
+    }
+    return written[0] === 1
   }
 
   /**

@@ -199,14 +199,20 @@ for (const database of testDatabases()) {
     await t.rejects(f.sessions.refresh(issued.refreshToken), INVALID, 'its retired token gets no grace either')
   })
 
-  t.test(`startSession writes nothing when the user's version or password moved on (${database})`, async (t) => {
+  t.test(`startSession writes nothing when the user's version or password moved on or the user is disabled (${database})`, async (t) => {
     const f = await sessionFixture(t, database)
     const user = await f.createUser(2)
     await t.rejects(f.sessions.startSession({ ...user, tokenVersion: 1 }, mobile), { name: 'CredentialsChanged' })
     await t.rejects(f.sessions.startSession({ ...user, passwordHash: 'another hash' }, mobile), { name: 'CredentialsChanged' })
-    t.equal(await f.db.session.count(), 0)
-    const issued = await f.sessions.startSession({ ...user, passwordHash: 'not a hash' }, mobile)
-    t.equal(claimsOf(issued.accessToken).ver, 2)
+    // Disabling raises the token version (a trigger): the version as it is now, so only `disabled` refuses.
+    await f.db.user.update({ where: { id: user.id }, data: { disabled: true } })
+    const { tokenVersion } = await f.db.user.findUniqueOrThrow({ where: { id: user.id } })
+    await t.rejects(f.sessions.startSession({ ...user, tokenVersion, passwordHash: 'not a hash' }, mobile), { name: 'CredentialsChanged' }, 'disabled')
+    t.same([await f.db.session.count(), await f.db.refreshToken.count(), await f.db.sessionEvent.count()], [0, 0, 0], 'nothing written')
+    await f.db.user.update({ where: { id: user.id }, data: { disabled: false } })
+    const issued = await f.sessions.startSession({ ...user, tokenVersion, passwordHash: 'not a hash' }, mobile)
+    t.equal(claimsOf(issued.accessToken).ver, tokenVersion)
+    t.same([await f.db.session.count(), await f.db.refreshToken.count(), await f.db.sessionEvent.count()], [1, 1, 1], 'the session, its token and its login event')
   })
 
   t.test(`with no grace window a retired token is reuse at once (${database})`, async (t) => {

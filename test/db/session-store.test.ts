@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { hashRefreshToken } from '../../src/auth/token-rules.js'
-import { type Rotation, SessionStore } from '../../src/db/session-store.js'
+import { type Rotation, type SessionStart, SessionStore } from '../../src/db/session-store.js'
 import { sessionFixture } from '../auth/session-fixture.js'
 import { testDatabases } from '../helpers.js'
 
@@ -33,6 +33,64 @@ for (const database of testDatabases()) {
     })
     return { f, store, user, issued, token, rotation }
   }
+
+  t.test(`startSession: all of it while the user's row is as read, nothing otherwise (${database})`, async (t) => {
+    const f = await sessionFixture(t, database)
+    const store = new SessionStore(f.db)
+    const user = await f.createUser(3)
+    const start = (changes: Partial<SessionStart> = {}): SessionStart => ({
+      userId: user.id,
+      tokenVersion: 3,
+      passwordHash: 'not a hash',
+      sessionId: randomUUID(),
+      client: 'web',
+      ip: '198.51.100.7',
+      userAgent: null,
+      dpopJkt: 'thumbprint',
+      at: new Date(f.clock()),
+      expiresAt: new Date(f.clock() + 4 * 3600_000),
+      tokenId: randomUUID(),
+      tokenHash: hashRefreshToken(randomUUID()),
+      tokenExpiresAt: new Date(f.clock() + 3600_000),
+      ...changes
+    })
+    const written = async () => [await f.db.session.count(), await f.db.refreshToken.count(), await f.db.sessionEvent.count()]
+
+    t.equal(await store.startSession(start({ tokenVersion: 2 })), false, 'the token version moved on: refused')
+    t.equal(await store.startSession(start({ passwordHash: 'another hash' })), false, 'the password changed: refused')
+    t.equal(await store.startSession(start({ userId: randomUUID() })), false, 'no such user: refused')
+    // Disabling raises the token version (a trigger): the version as it is now, so only `disabled` refuses.
+    await f.db.user.update({ where: { id: user.id }, data: { disabled: true } })
+    const { tokenVersion } = await f.db.user.findUniqueOrThrow({ where: { id: user.id } })
+    t.equal(await store.startSession(start({ tokenVersion })), false, 'the user is disabled: refused')
+    t.same(await written(), [0, 0, 0], 'and nothing written')
+    await f.db.user.update({ where: { id: user.id }, data: { disabled: false } })
+
+    const s = start({ tokenVersion })
+    t.equal(await store.startSession(s), true, 'as read: started')
+    t.same(await f.db.session.findUniqueOrThrow({ where: { id: s.sessionId } }), {
+      id: s.sessionId, userId: user.id, client: 'web', userAgent: null, ip: '198.51.100.7', createdAt: s.at, lastUsedAt: s.at, expiresAt: s.expiresAt,
+      revokedAt: null, revokedReason: null, tokenVersion, refreshCount: 0, lastIp: null, lastUserAgent: null, dpopJkt: 'thumbprint'
+    })
+    t.same(await f.db.refreshToken.findUniqueOrThrow({ where: { id: s.tokenId } }), {
+      id: s.tokenId, sessionId: s.sessionId, tokenHash: s.tokenHash, parentId: null, createdAt: s.at, expiresAt: s.tokenExpiresAt,
+      retiredAt: null, retiredReason: null, successorId: null, successorSealed: null, sealExpiresAt: null
+    })
+    t.same((await f.db.sessionEvent.findMany({ where: { sessionId: s.sessionId } })).map(({ userId, type, at, ip, userAgent, reason }) => ({ userId, type, at, ip, userAgent, reason })),
+      [{ userId: user.id, type: 'login', at: s.at, ip: '198.51.100.7', userAgent: null, reason: null }])
+    t.equal(await store.startSession(start({ tokenVersion, passwordHash: null })), true, 'no password checked: only the version and enabled')
+    t.same(await written(), [2, 2, 2])
+
+    // Inside a transaction: the guard sees the transaction's own change of the row.
+    const inside = start({ tokenVersion: tokenVersion + 1 })
+    t.equal(await f.db.$transaction(async (tx) => {
+      await tx.user.update({ where: { id: user.id }, data: { tokenVersion: tokenVersion + 1 } })
+      return store.startSession(inside, tx)
+    }), true, 'in the caller\'s transaction, after its change: started')
+    t.equal(await f.db.$transaction(async (tx) => store.startSession(start({ tokenVersion }), tx)), false, 'in a transaction, a stale version: refused')
+    t.same(await written(), [3, 3, 3])
+    t.equal((await f.db.session.findUniqueOrThrow({ where: { id: inside.sessionId } })).tokenVersion, tokenVersion + 1)
+  })
 
   t.test(`findPresentedToken: the token with its session, user and successor, converted (${database})`, async (t) => {
     const { f, store, user, issued, token, rotation } = await setup(t)
