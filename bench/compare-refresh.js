@@ -1,10 +1,11 @@
 // POST /auth/refresh of this build against another build of the server, interleaved in one run:
 //   node bench/compare-refresh.js --other=PATH/dist/src/server.js [--postgres[=URL]] [--rounds=4]
-//                                 [--duration=5] [--warmup=2] [--connections=50]
+//                                 [--duration=5] [--warmup=2] [--connections=50] [--profile]
 // Both servers run side by side, each on a database of its own, with the same token-chain load
 // (bench/lib/load.js refreshChains); rounds alternate A, B, A, B… so that the machine's other load
 // falls on both alike. Prints every round (req/s, p50/p99, server CPU µs per rotation, per-chain
-// spread) and the medians, A ÷ B. Build the other tree first (`npm run build` there).
+// spread) and the medians, A ÷ B. With --profile each server writes a V8 CPU profile when it stops
+// (its path is printed; read it with bench/profile-summary.js). Build the other tree first (`npm run build` there).
 import { autocannonLoad, chainSpread, measureCpu, refreshChains } from './lib/load.js'
 import { createStage } from './lib/stage.js'
 
@@ -14,6 +15,7 @@ for (const arg of process.argv.slice(2)) {
   if (name === 'postgres') options.postgres = value || process.env.BENCH_POSTGRES_URL || 'postgresql://postgres@127.0.0.1:5432/test'
   else if (['duration', 'warmup', 'rounds', 'connections'].includes(name)) options[name] = Number(value)
   else if (name === 'other') options.other = value
+  else if (name === 'profile') options.profile = true
   else throw new Error(`unknown option ${arg}`)
 }
 if (options.other === undefined) throw new Error('--other=PATH (the other build\'s dist/src/server.js) is required')
@@ -69,3 +71,4 @@ try {
 } finally {
   for (const side of sides) await side.stage.stop()
 }
+if (options.profile) for (const side of sides) console.log(`${side.id} CPU profile: ${side.stage.profileDir}`)
