@@ -74,12 +74,12 @@ export class AccountService {
    */
   async login (username: string, password: string, address: string, context: SessionContext): Promise<IssuedTokens> {
     let user = await this.checkPassword(usernameKey(username), password, address, (outcome, userId) => {
-      this.events.report({ type: 'login', outcome, userId })
+      this.events.report({ type: 'login', outcome, userId, requestId: context.requestId })
     })
     for (let attempt = 1; ; attempt++) {
       try {
         const issued = await this.deps.sessions.startSession(user, context)
-        this.events.report({ type: 'login', outcome: 'ok', userId: user.id, sessionId: issued.sessionId })
+        this.events.report({ type: 'login', outcome: 'ok', userId: user.id, sessionId: issued.sessionId, requestId: context.requestId })
         return issued
       } catch (error) {
         if (!(error instanceof CredentialsChanged)) throw error

@@ -15,7 +15,8 @@ export type RefreshOutcome = 'rotated' | 'replayed' | 'reused' | 'invalid' | 'ex
 
 export type RateLimiter = 'login-lockout' | 'requests'
 
-export type AuthEvent =
+/** Every report may name the request it happened in (the log line carries it); none outside a request. */
+export type AuthEvent = { requestId?: string | undefined } & (
   | { type: 'login', outcome: 'ok', userId: string, sessionId: string }
   /** userId is null for an account that does not exist. */
   | { type: 'login', outcome: 'failed' | 'locked', userId: string | null }
@@ -25,6 +26,7 @@ export type AuthEvent =
   /** sessionId: the session the caller continues in. */
   | { type: 'password-change', userId: string, sessionId: string }
   | { type: 'rate-limited', limiter: RateLimiter }
+)
 
 export interface AuthEventSink {
   report: (event: AuthEvent) => void

@@ -28,6 +28,8 @@ export interface ClientContext {
   dpopThumbprint?: string | undefined
   /** DPOP=required: a refresh of a session not bound to a key is refused too. */
   requireDpop?: boolean | undefined
+  /** The id of the request this came in, so that what is reported of it names the request. */
+  requestId?: string | undefined
 }
 export interface SessionContext extends ClientContext { client: ClientKind }
 export interface AccountView { id: string, username: string }
@@ -152,7 +154,7 @@ export interface SessionServiceDeps {
 }
 
 /** Who a revocation concerned, for the report that follows it. */
-export interface RevocationReport { reason: RevocationReason, userId: string | null, sessionId: string | null }
+export interface RevocationReport { reason: RevocationReason, userId: string | null, sessionId: string | null, requestId?: string | undefined }
 /** Hears of a committed revocation: the event written to the log, and what it concerned. */
 export type RevocationListener = (event: RevocationEventRecord, report: RevocationReport) => void
 
@@ -228,19 +230,19 @@ export class SessionService {
   async refresh (presentedToken: string, context?: ClientContext, attempt = 1): Promise<IssuedTokens> {
     const now = this.clock()
     const token = await this.findPresentedToken(hashRefreshToken(presentedToken))
-    if (token === null) throw this.refusal('invalid', null)
+    if (token === null) throw this.refusal('invalid', null, context)
     // RFC 9449: a bound session is renewed only with a proof by its key, and that is checked before
     // anything else, so a thief without the key neither rotates nor triggers reuse detection.
     // An unbound session never gets bound here: binding mid-session would let whoever holds a stolen
     // refresh token bind the session to their own key.
     const boundTo = token.session.dpopJkt
     if (boundTo !== null ? context?.dpopThumbprint !== boundTo : context?.requireDpop === true) {
-      this.reportRefresh('refused', token)
+      this.reportRefresh('refused', token, context)
       throw new DpopInvalid(boundTo !== null
         ? (context?.dpopThumbprint === undefined ? 'This session is bound to a DPoP key: send a DPoP proof' : 'The DPoP proof is not signed by the key this session is bound to')
         : 'This server requires DPoP and the session is not bound to a key')
     }
-    if (token.userDisabled) throw this.refusal('refused', token)
+    if (token.userDisabled) throw this.refusal('refused', token, context)
     // A burst that rotated more than once: the token's own successor is retired too, and grace (if
     // due) answers with the family's current token, sealed in its predecessor's row.
     let successor = token.successor
@@ -260,40 +262,40 @@ export class SessionService {
         if (!await this.rotate(token, successorToken, successorExpiresAt, now, this.newClient(token.session, context))) {
           // A concurrent refresh or revocation won: judge the token again as it now stands.
           if (attempt < MAX_ROTATION_ATTEMPTS) return this.refresh(presentedToken, context, attempt + 1)
-          throw this.refusal('refused', token)
+          throw this.refusal('refused', token, context)
         }
-        this.reportRefresh('rotated', token)
+        this.reportRefresh('rotated', token, context)
         return this.issue(user, token.session.id, token.client, successorToken, successorExpiresAt, now, boundTo)
       }
       case 'replay': {
         const successorToken = this.deps.seal.open(sealed.value ?? '', sealed.boundTo)
-        if (successorToken === null || successor === null) throw this.refusal('refused', token)
+        if (successorToken === null || successor === null) throw this.refusal('refused', token, context)
         await this.db.sessionEvent.create({
           data: { sessionId: token.session.id, userId: token.userId, type: 'replay', at: new Date(now), ip: context?.ip ?? null, userAgent: context?.userAgent ?? null },
           select: { id: true }
         })
-        this.reportRefresh('replayed', token)
+        this.reportRefresh('replayed', token, context)
         return this.issue(user, token.session.id, token.client, successorToken, successor.expiresAt, now, boundTo)
       }
       case 'revoke-session':
         await this.revokeSession(token.session.id, 'reuse', token.userId, context)
-        this.reportRefresh('reused', token)
+        this.reportRefresh('reused', token, context)
         throw new RefreshReused()
       case 'refuse':
         if (verdict.reason === 'session-expired' || verdict.reason === 'idle-expired') {
           await this.recordExpiry(token.session.id, token.userId, verdict.reason === 'session-expired' ? token.session.expiresAt : token.expiresAt)
         }
-        throw this.refusal(verdict.reason === 'session-expired' || verdict.reason === 'idle-expired' ? 'expired' : 'refused', token, sessionEndOf(verdict.reason, token.session.revokedReason))
+        throw this.refusal(verdict.reason === 'session-expired' || verdict.reason === 'idle-expired' ? 'expired' : 'refused', token, context, sessionEndOf(verdict.reason, token.session.revokedReason))
     }
   }
 
-  private reportRefresh (outcome: RefreshOutcome, token: PresentedTokenRow | null): void {
-    this.events.report({ type: 'refresh', outcome, userId: token?.userId ?? null, sessionId: token?.session.id ?? null })
+  private reportRefresh (outcome: RefreshOutcome, token: PresentedTokenRow | null, context: ClientContext | undefined): void {
+    this.events.report({ type: 'refresh', outcome, userId: token?.userId ?? null, sessionId: token?.session.id ?? null, requestId: context?.requestId })
   }
 
   /** Reports a refresh that gets no tokens, and returns the error that answers it. */
-  private refusal (outcome: RefreshOutcome, token: PresentedTokenRow | null, sessionEnded?: SessionEndReason): Error {
-    this.reportRefresh(outcome, token)
+  private refusal (outcome: RefreshOutcome, token: PresentedTokenRow | null, context: ClientContext | undefined, sessionEnded?: SessionEndReason): Error {
+    this.reportRefresh(outcome, token, context)
     return sessionEnded === undefined ? new RefreshInvalid() : Object.assign(new RefreshInvalid(), { sessionEnded })
   }
 
@@ -402,7 +404,7 @@ export class SessionService {
       return this.recordRevocation(tx, { kind: 'session', subject: sessionId, tokenVersion: null }, now)
     })
     if (event === null) return false
-    this.deps.onRevoked(event, { reason, userId: userId ?? null, sessionId })
+    this.deps.onRevoked(event, { reason, userId: userId ?? null, sessionId, requestId: context?.requestId })
     return true
   }
 
@@ -423,7 +425,7 @@ export class SessionService {
       return this.endAllSessionsIn(tx, userId, reason, now, context)
     })
     if (ended === null) return null
-    this.deps.onRevoked(ended.event, { reason, userId, sessionId: null })
+    this.deps.onRevoked(ended.event, { reason, userId, sessionId: null, requestId: context?.requestId })
     return { tokenVersion: ended.tokenVersion, sessionsEnded: ended.sessionsEnded }
   }
 
@@ -464,8 +466,8 @@ export class SessionService {
       const issued = await this.startSessionIn(tx, { ...user, tokenVersion }, context)
       return { issued, event }
     })
-    this.deps.onRevoked(event, { reason: 'password-change', userId: user.id, sessionId: null })
-    this.events.report({ type: 'password-change', userId: user.id, sessionId: issued.sessionId })
+    this.deps.onRevoked(event, { reason: 'password-change', userId: user.id, sessionId: null, requestId: context.requestId })
+    this.events.report({ type: 'password-change', userId: user.id, sessionId: issued.sessionId, requestId: context.requestId })
     return issued
   }
 

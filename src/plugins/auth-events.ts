@@ -1,8 +1,9 @@
 // The auth event hub (src/auth/events.ts) for this app, and its first subscriber: the log. Each auth
 // event is written once, at info, with the user id, session id and the request id of the request it
 // happened in (never a token, password or typed username). Metrics subscribe in plugins/metrics.ts.
-import { AsyncLocalStorage } from 'node:async_hooks'
-import type { FastifyRequest, preHandlerHookHandler } from 'fastify'
+// The request id comes with the event (the routes hand it to the domain in the client context,
+// src/routes/client-context.ts), not from an AsyncLocalStorage: that would switch on Node's promise
+// hooks for the whole process, a cost every promise of every request pays.
 import fp from 'fastify-plugin'
 import { type AuthEvent, AuthEvents } from '../auth/events.js'
 
@@ -11,9 +12,6 @@ declare module 'fastify' {
     authEvents: AuthEvents
   }
 }
-
-/** The routes whose handlers call the domain operations that report events. */
-const REPORTING_ROUTES = /^\/(auth|oauth)\//
 
 interface LogLine { msg: string, fields: Record<string, unknown> }
 
@@ -45,24 +43,11 @@ export function logLineOf (event: AuthEvent): LogLine | undefined {
 
 export default fp(async function authEvents (fastify) {
   const events = new AuthEvents((error) => fastify.log.error({ err: error }, 'an auth event subscriber failed'))
-  // The domain knows no requests: the handlers of the reporting routes run inside their request's
-  // scope, so an event's line carries the request id. Other routes (the protected resources, and every
-  // read) pay nothing for it.
-  const currentRequest = new AsyncLocalStorage<FastifyRequest>()
-  const runInRequestScope: preHandlerHookHandler = function runInRequestScope (request, _reply, done) {
-    currentRequest.run(request, done)
-  }
-  fastify.addHook('onRoute', (route) => {
-    if (!REPORTING_ROUTES.test(route.url ?? route.path)) return
-    // Reads (GET /auth/me, /auth/sessions, the JWKS) change nothing, so they report nothing.
-    if ([route.method].flat().every((method) => method === 'GET' || method === 'HEAD')) return
-    route.preHandler = route.preHandler === undefined ? [runInRequestScope] : [...[route.preHandler].flat(), runInRequestScope]
-  })
   events.subscribe((event) => {
     const line = logLineOf(event)
     if (line === undefined) return
-    const log = currentRequest.getStore()?.log ?? fastify.log
-    log.info(line.fields, line.msg)
+    // reqId: the key Fastify's request loggers bind the request id to, so the line joins its request's.
+    fastify.log.info(event.requestId === undefined ? line.fields : { reqId: event.requestId, ...line.fields }, line.msg)
   })
   fastify.decorate('authEvents', events)
 }, { name: 'auth-events' })

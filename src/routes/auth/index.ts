@@ -1,32 +1,21 @@
 // /auth: register, login, refresh, logout, logout-all, password change, me, sessions.
 // Each handler reads the request, calls the auth domain (src/auth/), and shapes the answer;
 // the decisions about tokens are made in src/auth/token-rules.ts.
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import cookie from '@fastify/cookie'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { ClientContext, SessionContext } from '../../auth/sessions.js'
 import { NotFound, RefreshInvalid } from '../../errors.js'
 import {
   LoginBody, PasswordBody, RefreshBody, RegisterBody, SessionEventsResponse, SessionParams, SessionsResponse,
   TokenResponse, UserResponse
 } from './schemas.js'
 import { clearRefreshCookie, presentedRefreshToken, sendTokens } from './web-clients.js'
+import { clientContext, sessionContext } from '../client-context.js'
 import { NoContent, errorResponses, refreshRefusedBody } from '../error-schemas.js'
 
 /** Refresh and logout take the token in the body (no scheme), or in the cookie with the CSRF header. */
 const COOKIE_SECURITY: Record<string, string[]> = { refreshCookie: [], csrfHeader: [] }
 const REFRESH_TOKEN_SECURITY: Array<Record<string, string[]>> = [{}, COOKIE_SECURITY]
-
-const USER_AGENT_MAX_LENGTH = 512
-
-function sessionContext (request: FastifyRequest, client: SessionContext['client']): SessionContext {
-  return { client, ...clientContext(request) }
-}
-
-/** The requesting client as session history records it. */
-export function clientContext (request: FastifyRequest): ClientContext {
-  return { userAgent: request.headers['user-agent']?.slice(0, USER_AGENT_MAX_LENGTH), ip: request.ip }
-}
 
 export default async function authRoutes (app: FastifyInstance) {
   const fastify = app.withTypeProvider<TypeBoxTypeProvider>()

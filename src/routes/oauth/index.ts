@@ -10,6 +10,7 @@ import { isWellFormedRefreshToken } from '../../auth/token-rules.js'
 import type { IssuedTokens } from '../../auth/sessions.js'
 import { LOGIN_USERNAME_MAX_LENGTH } from '../../auth/usernames.js'
 import { InvalidClient, type OAuthErrorCode, RefreshInvalid, UnsupportedGrantType, ValidationFailed } from '../../errors.js'
+import { clientContext, sessionContext } from '../client-context.js'
 import resourceServerRoutes from './introspection.js'
 import revocationFeedRoutes from './revocation-feed.js'
 import revocationRoutes from './revocation.js'
@@ -96,13 +97,11 @@ export default async function oauthRoutes (fastify: FastifyInstance) {
       }
       // The proof is checked before the password (RFC 9449 §5: a bound session from the start).
       const dpopThumbprint = await fastify.dpop.bindingOf(request)
-      issued = await accounts.login(username, password, request.ip, {
-        client: 'mobile', userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip, dpopThumbprint
-      })
+      issued = await accounts.login(username, password, request.ip, { ...sessionContext(request, 'mobile'), dpopThumbprint })
     } else if (grantType === 'refresh_token') {
       const refreshToken = requireParameter(body, 'refresh_token')
       if (!isWellFormedRefreshToken(refreshToken)) throw new RefreshInvalid()
-      issued = await sessions.refresh(refreshToken, { userAgent: request.headers['user-agent']?.slice(0, 512), ip: request.ip, ...await fastify.dpop.refreshContextOf(request) })
+      issued = await sessions.refresh(refreshToken, { ...clientContext(request), ...await fastify.dpop.refreshContextOf(request) })
     } else {
       throw new UnsupportedGrantType('grant_type must be password or refresh_token')
     }

@@ -5,6 +5,7 @@ import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { isAccessTokenRevoked, isWellFormedRefreshToken } from '../../auth/token-rules.js'
 import { InvalidClient, UnsupportedTokenType } from '../../errors.js'
+import { clientContext } from '../client-context.js'
 import { resourceServerAuthenticator } from './resource-servers.js'
 import { BasicAuthHeaders, OAuthErrorResponse, RevokeBody } from './schemas.js'
 
@@ -41,10 +42,10 @@ export default async function revocationRoutes (app: FastifyInstance) {
     // so the hint only saves nothing here and is not needed to find the token.
     if (isWellFormedRefreshToken(token)) {
       const session = await sessions.findLiveSession(token)
-      if (session !== null) await sessions.revokeSession(session.id, 'logout', session.userId)
+      if (session !== null) await sessions.revokeSession(session.id, 'logout', session.userId, clientContext(request))
     } else {
       const claims = fastify.inspectAccessToken(token)
-      if (claims !== null && !isAccessTokenRevoked(claims, revocations)) await sessions.revokeSession(claims.sid, 'logout', claims.sub)
+      if (claims !== null && !isAccessTokenRevoked(claims, revocations)) await sessions.revokeSession(claims.sid, 'logout', claims.sub, clientContext(request))
     }
     return {}
   })
