@@ -1,7 +1,7 @@
 // buildApp(config): the whole server, with its plugins registered in this visible order. Nothing runs
 // at import; server.ts and the tests call this.
 import cors from '@fastify/cors'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify'
 import type { Clock } from './auth/token-rules.js'
 import type { Config } from './config.js'
 import { ValidationFailed } from './errors.js'
@@ -46,7 +46,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     logger: options.logger ?? loggerOptions(config),
     childLoggerFactory: lazyRequestLogger,
     // One access-log line per request instead of Fastify's two (logAnsweredRequest, below).
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     trustProxy: config.trustProxy,
     // The largest legitimate body is a login with a 1024-character password.
     bodyLimit: 32 * 1024,
