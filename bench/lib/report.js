@@ -80,7 +80,7 @@ export function markdownReport (report) {
     '',
     `Command: \`${meta.command}\``,
     '',
-    'Results, and each compared with what it is measured against in the same run: the bare Fastify route and stock @fastify/jwt (what a user could run instead), and the ceilings of the stack (one password hash per core given to hashing; the server\'s own refresh code without HTTP). "µs/req" is the CPU time of the process under test per answered request, given for both sides of every ratio: it moves much less from machine to machine than req/s.',
+    'Results, and each compared with what it is measured against in the same run: the bare Fastify route and stock @fastify/jwt (what a user could run instead), the server\'s own unauthenticated GET /health (the same hooks, headers, metrics and logging without the token check), and the ceilings of the stack (one password hash per core given to hashing; the server\'s own refresh code without HTTP). "µs/req" is the CPU time of the process under test per answered request, given for both sides of every ratio: it moves much less from machine to machine than req/s.',
     '',
     markdownTable(rows),
     '',

@@ -114,7 +114,7 @@ export async function createStage (options, log) {
         env: { ...serverEnv, PORT: String(port) },
         // Not the project folder: the server would read a developer's .env from there.
         cwd: workDir,
-        // Its log lines (at info, two per request) are written and discarded: a full run would fill a
+        // Its log lines (at info, one per request) are written and discarded: a full run would fill a
         // file with gigabytes. Its standard error (crashes) still goes to the log file.
         stdoutFile: options.keepServerLog ? logFile : '/dev/null',
         readyUrl: `http://127.0.0.1:${port}/health`
