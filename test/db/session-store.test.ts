@@ -74,7 +74,7 @@ for (const database of testDatabases()) {
     })
     t.same(await f.db.refreshToken.findUniqueOrThrow({ where: { id: s.tokenId } }), {
       id: s.tokenId, sessionId: s.sessionId, tokenHash: s.tokenHash, parentId: null, createdAt: s.at, expiresAt: s.tokenExpiresAt,
-      retiredAt: null, retiredReason: null, successorId: null, successorSealed: null, sealExpiresAt: null
+      retiredAt: null, successorId: null, successorSealed: null, sealExpiresAt: null
     })
     t.same((await f.db.sessionEvent.findMany({ where: { sessionId: s.sessionId } })).map(({ userId, type, at, ip, userAgent, reason }) => ({ userId, type, at, ip, userAgent, reason })),
       [{ userId: user.id, type: 'login', at: s.at, ip: '198.51.100.7', userAgent: null, reason: null }])
