@@ -25,7 +25,7 @@ export interface PresentedTokenRecord {
     expiresAt: number
     tokenVersion: number
     refreshCount: number
-    /** The last client that used the session: the last refresh from another client's, else the login's. */
+    /** The client that last used the session: the login's, then the last refresh from another client's. */
     lastIp: string | null
     lastUserAgent: string | null
     /** The RFC 7638 thumbprint of the DPoP key the session is bound to, or null when it is not bound. */
@@ -93,8 +93,6 @@ interface RawPresentedToken {
   sessionExpiresAt: RawTime
   sessionTokenVersion: number | bigint
   refreshCount: number | bigint
-  sessionIp: string | null
-  sessionUserAgent: string | null
   lastIp: string | null
   lastUserAgent: string | null
   sessionDpopJkt: string | null
@@ -120,7 +118,7 @@ export class SessionStore {
       SELECT t."id", t."retiredAt", t."expiresAt", t."successorSealed",
              s."id" AS "sessionId", s."client", s."revokedAt" AS "sessionRevokedAt", s."revokedReason" AS "sessionRevokedReason", s."expiresAt" AS "sessionExpiresAt",
              s."tokenVersion" AS "sessionTokenVersion",
-             s."refreshCount", s."ip" AS "sessionIp", s."userAgent" AS "sessionUserAgent", s."lastIp", s."lastUserAgent", s."dpopJkt" AS "sessionDpopJkt",
+             s."refreshCount", s."lastIp", s."lastUserAgent", s."dpopJkt" AS "sessionDpopJkt",
              u."id" AS "userId", u."username", u."tokenVersion", u."disabled",
              n."id" AS "successorId", n."retiredAt" AS "successorRetiredAt", n."expiresAt" AS "successorExpiresAt"
       FROM "RefreshToken" t
@@ -143,9 +141,8 @@ export class SessionStore {
         expiresAt: timeOf(row.sessionExpiresAt)!,
         tokenVersion: Number(row.sessionTokenVersion),
         refreshCount: Number(row.refreshCount),
-        // Until a refresh comes from another client, the last client is the login's.
-        lastIp: row.lastIp ?? row.sessionIp,
-        lastUserAgent: row.lastUserAgent ?? row.sessionUserAgent,
+        lastIp: row.lastIp,
+        lastUserAgent: row.lastUserAgent,
         dpopJkt: row.sessionDpopJkt
       },
       user: { id: row.userId, username: row.username, tokenVersion: Number(row.tokenVersion), disabled: Boolean(row.disabled) },
@@ -190,8 +187,8 @@ export class SessionStore {
           AND (${s.passwordHash}::text IS NULL OR "passwordHash" = ${s.passwordHash}::text)
         FOR NO KEY UPDATE
       ), started AS (
-        INSERT INTO "Session" ("id", "userId", "client", "userAgent", "ip", "createdAt", "lastUsedAt", "expiresAt", "tokenVersion", "dpopJkt")
-        SELECT ${s.sessionId}, "id", ${s.client}, ${s.userAgent}::text, ${s.ip}::text, ${s.at}, ${s.at}, ${s.expiresAt}, ${s.tokenVersion}, ${s.dpopJkt}::text
+        INSERT INTO "Session" ("id", "userId", "client", "userAgent", "ip", "lastUserAgent", "lastIp", "createdAt", "lastUsedAt", "expiresAt", "tokenVersion", "dpopJkt")
+        SELECT ${s.sessionId}, "id", ${s.client}, ${s.userAgent}::text, ${s.ip}::text, ${s.userAgent}::text, ${s.ip}::text, ${s.at}, ${s.at}, ${s.expiresAt}, ${s.tokenVersion}, ${s.dpopJkt}::text
         FROM bound
         RETURNING "id"
       ), token AS (
@@ -218,8 +215,8 @@ export class SessionStore {
     const on = tx ?? this.db
     const statements = [
       on.$executeRaw`
-        INSERT INTO "Session" ("id", "userId", "client", "userAgent", "ip", "createdAt", "lastUsedAt", "expiresAt", "tokenVersion", "dpopJkt")
-        SELECT ${s.sessionId}, "id", ${s.client}, ${s.userAgent}, ${s.ip}, ${s.at}, ${s.at}, ${s.expiresAt}, ${s.tokenVersion}, ${s.dpopJkt}
+        INSERT INTO "Session" ("id", "userId", "client", "userAgent", "ip", "lastUserAgent", "lastIp", "createdAt", "lastUsedAt", "expiresAt", "tokenVersion", "dpopJkt")
+        SELECT ${s.sessionId}, "id", ${s.client}, ${s.userAgent}, ${s.ip}, ${s.userAgent}, ${s.ip}, ${s.at}, ${s.at}, ${s.expiresAt}, ${s.tokenVersion}, ${s.dpopJkt}
         FROM "User"
         WHERE "id" = ${s.userId} AND "tokenVersion" = ${s.tokenVersion} AND NOT "disabled"
           AND (${s.passwordHash} IS NULL OR "passwordHash" = ${s.passwordHash})`,

@@ -86,6 +86,28 @@ for (const database of testDatabases()) {
     t.equal((await query(config, 'SELECT * FROM "_prisma_migrations"')).length, onDisk.length, 'and records nothing more')
   })
 
+  t.test(`20261202070000: sessions started before it get their login's client as the last one (${database})`, async (t) => {
+    const config = await freshDatabase(t, database)
+    await applyMigrations(config)
+    // The database as the migration finds it: applied up to the one before, sessions written then.
+    const migration = '20261202070000_session_last_client_from_login'
+    await query(config, 'DELETE FROM "_prisma_migrations" WHERE migration_name = ?', [migration])
+    await query(config, `INSERT INTO "User" ("id", "username", "usernameKey", "passwordHash", "createdAt", "updatedAt")
+      VALUES ('u1', 'alice', 'alice', 'hash', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`)
+    const session = (id: string, ip: string | null, userAgent: string | null, lastIp: string | null, lastUserAgent: string | null) => query(config,
+      `INSERT INTO "Session" ("id", "userId", "client", "ip", "userAgent", "lastIp", "lastUserAgent", "createdAt", "lastUsedAt", "expiresAt")
+       VALUES (?, 'u1', 'mobile', ?, ?, ?, ?, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`, [id, ip, userAgent, lastIp, lastUserAgent])
+    await session('never-moved', '198.51.100.1', 'phone/1', null, null)
+    await session('no-agent-at-login', '198.51.100.1', null, null, null)
+    await session('moved', '198.51.100.1', 'phone/1', '203.0.113.9', null)
+    t.same(await applyMigrations(config), [migration], 'the migration runs')
+    t.same(await query(config, 'SELECT "id", "lastIp", "lastUserAgent" FROM "Session" ORDER BY "id"'), [
+      { id: 'moved', lastIp: '203.0.113.9', lastUserAgent: null },
+      { id: 'never-moved', lastIp: '198.51.100.1', lastUserAgent: 'phone/1' },
+      { id: 'no-agent-at-login', lastIp: '198.51.100.1', lastUserAgent: null }
+    ], 'a session no other client refreshed gets the login\'s; one that moved keeps its last client')
+  })
+
   t.test(`a migration changed after it was applied is refused (${database})`, async (t) => {
     const config = await freshDatabase(t, database)
     await applyMigrations(config)

@@ -70,7 +70,7 @@ for (const database of testDatabases()) {
     t.equal(await store.startSession(s), true, 'as read: started')
     t.same(await f.db.session.findUniqueOrThrow({ where: { id: s.sessionId } }), {
       id: s.sessionId, userId: user.id, client: 'web', userAgent: null, ip: '198.51.100.7', createdAt: s.at, lastUsedAt: s.at, expiresAt: s.expiresAt,
-      revokedAt: null, revokedReason: null, tokenVersion, refreshCount: 0, lastIp: null, lastUserAgent: null, dpopJkt: 'thumbprint'
+      revokedAt: null, revokedReason: null, tokenVersion, refreshCount: 0, lastIp: '198.51.100.7', lastUserAgent: null, dpopJkt: 'thumbprint'
     })
     t.same(await f.db.refreshToken.findUniqueOrThrow({ where: { id: s.tokenId } }), {
       id: s.tokenId, sessionId: s.sessionId, tokenHash: s.tokenHash, parentId: null, createdAt: s.at, expiresAt: s.tokenExpiresAt,

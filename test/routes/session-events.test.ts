@@ -9,7 +9,8 @@ const HOUR = 3600 * SECOND
 const DAY = 24 * HOUR
 const LIFETIMES = { REFRESH_IDLE_TTL: '3600', REFRESH_ABSOLUTE_TTL: '7200', REFRESH_REUSE_GRACE: '10' }
 
-interface Client { ua: string, ip: string }
+/** A client; `ua` undefined: it sends no User-Agent header. */
+interface Client { ua: string | undefined, ip: string }
 const PHONE: Client = { ua: 'phone/1', ip: '198.51.100.1' }
 
 async function loginAs (app: FastifyInstance, username: string, client: Client = PHONE) {
@@ -21,6 +22,7 @@ async function loginAs (app: FastifyInstance, username: string, client: Client =
 }
 
 async function refreshAs (app: FastifyInstance, refreshToken: string, client: Client = PHONE) {
+  // light-my-request sends a user agent of its own unless the header is given as undefined.
   return app.inject({ method: 'POST', url: '/auth/refresh', headers: { 'user-agent': client.ua }, remoteAddress: client.ip, payload: { refreshToken } })
 }
 
@@ -75,6 +77,21 @@ for (const database of testDatabases()) {
     for (const event of events) t.same(Object.keys(event).sort(), ['at', 'ip', 'type', 'userAgent'], 'only revoked events carry a reason')
     const row = await app.db.session.findUniqueOrThrow({ where: { id: session.sessionId } })
     t.equal(row.refreshCount, 5, 'five rotations; the replay is no rotation')
+  })
+
+  t.test(`a client that sends no user agent is one new client, not a new one at every refresh (${database})`, async (t) => {
+    const app = await testApp(t, { database, env: LIFETIMES })
+    const { username } = await register(app)
+    const session = await loginAs(app, username)
+    const bare: Client = { ua: undefined, ip: PHONE.ip }
+    let refreshToken = session.refreshToken
+    for (let i = 0; i < 3; i++) refreshToken = json(await refreshAs(app, refreshToken, bare)).refreshToken
+    const events = await history(app, session.accessToken, session.sessionId)
+    t.same(events.map((event) => [event.type, event.userAgent ?? null]), [['login', PHONE.ua], ['refresh-new-client', null]], 'one event: the first refresh without the agent')
+    const row = await app.db.session.findUniqueOrThrow({ where: { id: session.sessionId } })
+    t.same([row.refreshCount, row.lastIp, row.lastUserAgent], [3, PHONE.ip, null])
+    refreshToken = json(await refreshAs(app, refreshToken)).refreshToken
+    t.same((await history(app, session.accessToken, session.sessionId)).map((event) => [event.type, event.userAgent ?? null]).slice(2), [['refresh-new-client', PHONE.ua]], 'and back to the login\'s agent: a new client again')
   })
 
   t.test(`logout, revocations with their reasons, expiry, retention (${database})`, async (t) => {
