@@ -246,8 +246,9 @@ export class SessionStore {
    * the same token or a concurrent revocation of the session: the session update requires the
    * session live, not outdated (its token version not below the user's), its refreshCount still the
    * one the caller read (a concurrent rotation that committed first has moved it) and the token
-   * unretired; the token is retired, and the successor and the event written, only if that happened. The session row is locked first, in the same order as revocation, so the two
-   * cannot deadlock. Returns false when another change won (then nothing of the successor exists).
+   * unretired; the token is retired, and the successor and the event written, only if that
+   * happened. The session row is locked first, in the same order as revocation, so the two cannot
+   * deadlock. Returns false when another change won (then nothing of the successor exists).
    */
   async rotate (rotation: Rotation): Promise<boolean> {
     return this.provider === 'postgresql' ? this.rotateInOneStatement(rotation) : this.rotateInBatch(rotation)
