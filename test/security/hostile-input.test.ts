@@ -4,6 +4,7 @@
 import { connect, type AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { normalizeIP } from '@fastify/rate-limit'
 import { clientAddressKey } from '../../src/auth/client-address.js'
 import { PASSWORD, assertError, assertTokenRejected, bearer, json, login, register, signedIn, testApp, testDatabases } from '../helpers.js'
 import { b64url, decodeJwt, hmacSigner, snapshot } from './support.js'
@@ -96,6 +97,16 @@ t.test('clientAddressKey: IPv6 by its prefix, IPv4-mapped as IPv4', async (t) =>
   t.not(clientAddressKey('2001:db8::1', 128), clientAddressKey('2001:db8::2', 128), '/128 is each address')
   t.equal(clientAddressKey('::ffff:192.0.2.1'), '192.0.2.1')
   t.equal(clientAddressKey('192.0.2.1'), '192.0.2.1')
+})
+
+t.test('clientAddressKey: every spelling of an IPv4-mapped address is the key the IPv6 parser gives it', async (t) => {
+  const spellings = [
+    '::ffff:192.0.2.1', '::FFFF:192.0.2.1', '::ffff:0.0.0.0', '::ffff:255.255.255.255', '0:0:0:0:0:ffff:192.0.2.1',
+    '::ffff:c000:201', '::ffff:192.0.2.01', '::ffff:192.0.2', '::ffff:192.0.2.256', '::ffff:', '::ffff:1.2.3.4%eth0'
+  ]
+  for (const address of spellings) t.equal(clientAddressKey(address), normalizeIP(address.toLowerCase()), address)
+  t.equal(clientAddressKey('0:0:0:0:0:ffff:192.0.2.1'), '192.0.2.1', 'the long form is the same client')
+  t.equal(clientAddressKey('::ffff:c000:201'), '192.0.2.1', 'so is the hexadecimal form')
 })
 
 for (const database of testDatabases()) {
